@@ -236,3 +236,7 @@ func (t slotTable) reclaim(seg *shm.Segment, fn func(slot int, count uint32)) {
 		}
 	}
 }
+
+// le32 stores v at off of an object's memory during initialisation, before
+// the object is published.
+func le32(mem []byte, off int, v uint32) { mmap.Uint32(mem, off).Store(v) }

@@ -1,0 +1,201 @@
+package procsync
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/ipcgo/ipc/internal/futex"
+	"github.com/ipcgo/ipc/internal/mmap"
+	"github.com/ipcgo/ipc/shm"
+)
+
+// Barrier words (PROTOCOL.md, "Barrier"). The round state is one 64-bit
+// word so that arriving, tripping and breaking are single CAS steps: the low
+// half holds the broken bit (31) and the number of parties arrived, the
+// high half the round number. Waiters sleep on the high half (bytes 4-7 on
+// the little-endian systems this runs on). Table 1 counts, per process
+// slot, the parties inside Wait.
+const (
+	bState   = 0
+	bGen     = 4
+	bParties = 8 // fixed at creation
+	bTrips   = 12
+
+	bBrokenBit = 1 << 31
+)
+
+// Barrier makes a fixed number of parties, in any processes, wait for each
+// other. When a waiting party's process dies, or a party gives up (its
+// context ends), the barrier breaks: every waiter, and every later Wait,
+// gets ErrBrokenBarrier until Reset. A party that dies before it arrives
+// cannot be told from a late one: bound the Wait with a context or timeout.
+// Use exactly parties participants per round.
+type Barrier struct {
+	base
+	inside slotTable
+}
+
+// NewBarrier returns the barrier called name in seg, creating it for parties
+// parties if it does not exist; an existing barrier with another count fails
+// with ErrBadConfig.
+func NewBarrier(seg *shm.Segment, name string, parties int, cfg *Config) (*Barrier, error) {
+	if parties < 1 || parties >= bBrokenBit {
+		return nil, &OpError{Op: "open", Object: name, Err: fmt.Errorf("%w: %d parties", ErrBadConfig, parties)}
+	}
+	b, err := open(seg, name, KindBarrier, 2, 0, cfg, func(mem []byte) { le32(mem, bParties, uint32(parties)) })
+	if err != nil {
+		return nil, &OpError{Op: "open", Object: name, Err: err}
+	}
+	br := &Barrier{base: b, inside: b.table(1)}
+	if got := br.u32(bParties).Load(); got != uint32(parties) {
+		return nil, &OpError{Op: "open", Object: name,
+			Err: fmt.Errorf("%w: barrier exists for %d parties, not %d", ErrBadConfig, got, parties)}
+	}
+	return br, nil
+}
+
+func barrierWord(gen uint32, broken bool, count uint32) uint64 {
+	v := uint64(gen)<<32 | uint64(count)
+	if broken {
+		v |= bBrokenBit
+	}
+	return v
+}
+
+func splitBarrier(v uint64) (gen uint32, broken bool, count uint32) {
+	return uint32(v >> 32), v&bBrokenBit != 0, uint32(v) &^ bBrokenBit
+}
+
+// Wait arrives at the barrier and waits until all parties have. It returns
+// the arrival index, from 0 (first) to parties-1 (the last, which releases
+// the others).
+func (b *Barrier) Wait(ctx context.Context) (int, error) {
+	if err := b.closedErr(); err != nil {
+		return 0, b.opErr("wait", err)
+	}
+	st := mmap.Uint64(b.mem, bState)
+	parties := b.u32(bParties).Load()
+	b.inside.add(b.seg, 1)
+	defer b.inside.add(b.seg, -1)
+	var g, idx uint32
+	for {
+		v := st.Load()
+		gen, broken, count := splitBarrier(v)
+		if broken {
+			return 0, b.opErr("wait", ErrBrokenBarrier)
+		}
+		if count+1 == parties { // the last party trips the round
+			if st.CompareAndSwap(v, barrierWord(gen+1, false, 0)) {
+				b.u32(bTrips).Add(1)
+				futex.Wake(b.u32(bGen), 1<<30)
+				return int(count), nil
+			}
+			continue
+		}
+		if st.CompareAndSwap(v, barrierWord(gen, false, count+1)) {
+			g, idx = gen, count
+			break
+		}
+	}
+	gw := b.u32(bGen)
+	if !b.spin(func() bool { return gw.Load() != g }) {
+		w := b.beginWait(ctx, gw)
+		defer w.end()
+		for gw.Load() == g {
+			if err := w.err(); err != nil {
+				b.breakRound(g)
+				return int(idx), b.opErr("wait", err)
+			}
+			if w.sleep(gw, g) && b.deadParty() {
+				b.breakRound(g)
+			}
+		}
+	}
+	// The round ended. It tripped only if it moved on by exactly one round
+	// without the broken bit: a broken round stays broken until Reset, and
+	// with exactly parties participants no later round can trip without us.
+	gen, broken, _ := splitBarrier(st.Load())
+	if gen != g+1 || broken {
+		return int(idx), b.opErr("wait", ErrBrokenBarrier)
+	}
+	return int(idx), nil
+}
+
+// WaitTimeout is Wait with a time limit; when d passes the barrier breaks
+// and it returns ErrTimeout.
+func (b *Barrier) WaitTimeout(d time.Duration) (int, error) {
+	var idx int
+	err := withTimeout(d, func(ctx context.Context) error {
+		var err error
+		idx, err = b.Wait(ctx)
+		return err
+	})
+	return idx, err
+}
+
+// deadParty reports whether a process with a party inside Wait has died.
+func (b *Barrier) deadParty() bool {
+	dead := false
+	b.inside.reclaim(b.seg, func(int, uint32) { dead = true })
+	return dead
+}
+
+// breakRound breaks round g if it is still the current one and wakes its
+// waiters.
+func (b *Barrier) breakRound(g uint32) {
+	st := mmap.Uint64(b.mem, bState)
+	for {
+		v := st.Load()
+		gen, broken, _ := splitBarrier(v)
+		if gen != g || broken {
+			return
+		}
+		if st.CompareAndSwap(v, barrierWord(g+1, true, 0)) {
+			futex.Wake(b.u32(bGen), 1<<30)
+			return
+		}
+	}
+}
+
+// Reset returns the barrier to its initial, unbroken state. Parties waiting
+// in the current round get ErrBrokenBarrier.
+func (b *Barrier) Reset() error {
+	if err := b.closedErr(); err != nil {
+		return b.opErr("reset", err)
+	}
+	st := mmap.Uint64(b.mem, bState)
+	for {
+		v := st.Load()
+		gen, broken, _ := splitBarrier(v)
+		next := gen + 1
+		if !broken {
+			next = gen + 2 // skip a round, so that current waiters see a break
+		}
+		if st.CompareAndSwap(v, barrierWord(next, false, 0)) {
+			futex.Wake(b.u32(bGen), 1<<30)
+			return nil
+		}
+	}
+}
+
+// BarrierState is a snapshot of a barrier.
+type BarrierState struct {
+	Parties int  `json:"parties"`
+	Arrived int  `json:"arrived"`
+	Broken  bool `json:"broken"`
+	Rounds  int  `json:"rounds"`
+	Waiters int  `json:"waiters"`
+}
+
+// State reads the barrier's state.
+func (b *Barrier) State() BarrierState {
+	_, broken, count := splitBarrier(mmap.Uint64(b.mem, bState).Load())
+	return BarrierState{
+		Parties: int(b.u32(bParties).Load()),
+		Arrived: int(count),
+		Broken:  broken,
+		Rounds:  int(b.u32(bTrips).Load()),
+		Waiters: b.waiters.live(b.seg),
+	}
+}

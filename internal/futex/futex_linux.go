@@ -25,8 +25,8 @@ const Supported = true
 // Wait blocks while *addr == val, for at most timeout (which must be > 0: a
 // wait without a bound is never made). It returns early on a wake-up, on a
 // signal, or at once when *addr != val. It reports whether it returned
-// because of a wake (or a changed value) rather than the timeout; callers
-// re-check their condition either way.
+// because of a wake (or a changed value); a timeout or a signal (EINTR)
+// reports false. Callers re-check their condition either way.
 func Wait(addr *atomic.Uint32, val uint32, timeout time.Duration) bool {
 	if timeout <= 0 {
 		return false
@@ -36,7 +36,11 @@ func Wait(addr *atomic.Uint32, val uint32, timeout time.Duration) bool {
 	// addr points into mapped memory, ts lives on this stack for the call.
 	_, _, errno := unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(addr)), opWait,
 		uintptr(val), uintptr(unsafe.Pointer(&ts)), 0, 0)
-	return errno != unix.ETIMEDOUT
+	// A signal is not a wake-up: Go's handlers turn an interrupted
+	// FUTEX_WAIT into EINTR, and a SIGCHLD from a dying lock holder (when
+	// the waiter is its parent) would otherwise be taken for one, making
+	// the waiter sleep a whole extra poll before testing the holder.
+	return errno != unix.ETIMEDOUT && errno != unix.EINTR
 }
 
 // Wake wakes at most n waiters blocked on addr and returns how many woke.

@@ -201,4 +201,3 @@ func Fail(format string, args ...any) int {
 	fmt.Fprintf(os.Stderr, format+"\n", args...)
 	return 1
 }
-

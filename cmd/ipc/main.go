@@ -1,0 +1,23 @@
+// Command ipc demonstrates and inspects the shared-memory segments and
+// cross-process primitives of this module:
+//
+//	ipc race [--procs N] [--iters M] [--json]     processes racing on one counter
+//	ipc race --kill K [--procs N] [--json]        mutex holders killed and recovered
+//	ipc shm ls [--json]                           list segments in /dev/shm
+//	ipc shm inspect NAME [--json]                 a segment's header and objects
+//	ipc shm rm NAME...                            remove segments
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}

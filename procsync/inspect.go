@@ -66,7 +66,9 @@ func inspectOne(seg *shm.Segment, r shm.Region) ObjectState {
 		o.Summary = "unexpected size"
 		return o
 	}
-	b.waiters = b.table(0)
+	if r.Kind != shm.KindData { // user data may be smaller than a waiter table
+		b.waiters = b.table(0)
+	}
 	switch r.Kind {
 	case shm.KindData:
 		o.Summary = fmt.Sprintf("%d bytes of data", r.Len)

@@ -106,7 +106,9 @@ func (m *Mutex) lockSlow(ctx context.Context) error {
 				ns |= waitBit
 			}
 			if st.CompareAndSwap(0, ns) {
-				return nil
+				// A handle closed while this call slept has private zero
+				// memory in place of the segment: the CAS took nothing.
+				return m.closedErr()
 			}
 			continue
 		case check:

@@ -101,6 +101,9 @@ func (rw *RWMutex) lockSlow(ctx context.Context, have bool) error {
 			rw.readers.reclaim(rw.seg, nil) // read locks of dead processes
 		}
 	}
+	if err := rw.closedErr(); err != nil { // closed while waiting: the memory is a private copy
+		return err
+	}
 	if rw.u32(rwFlags).Load()&flagInconsistent != 0 {
 		return ErrOwnerDead
 	}
@@ -304,6 +307,9 @@ func (rw *RWMutex) rlockSlow(ctx context.Context) error {
 			return ErrNotRecoverable
 		case s == 0:
 			if rw.tryRead(polled) {
+				if err := rw.closedErr(); err != nil { // as in lockSlow
+					return err
+				}
 				return rw.readResult()
 			}
 		case polled && !rw.seg.TokenAlive(s&^waitBit):
@@ -399,7 +405,10 @@ func (rw *RWMutex) State() RWMutexState {
 		if uint32(v) == 0 {
 			continue
 		}
-		_, pid, _ := rw.seg.SlotInfo(i)
+		gen, pid, _ := rw.seg.SlotInfo(i)
+		if gen != uint32(v>>32) {
+			pid = 0 // the slot was claimed again: its PID is another process's
+		}
 		st.Readers = append(st.Readers, ReadHold{
 			Owner: shm.Owner{Slot: i, PID: pid, Alive: rw.seg.SlotAlive(i, uint32(v>>32))},
 			Count: int(uint32(v)),

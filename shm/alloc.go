@@ -71,7 +71,7 @@ func (s *Segment) readEntry(i int) (Region, bool) {
 	}
 	off := mmap.Uint64(e, entOff).Load()
 	size := mmap.Uint64(e, entSize).Load()
-	if off < uint64(s.hdr.DataOff) || size > s.hdr.Size || off+size > s.hdr.Size {
+	if off < uint64(s.hdr.DataOff) || off > s.hdr.Size || size > s.hdr.Size-off { // no off+size: it can wrap
 		return Region{}, false // a damaged entry is never handed out
 	}
 	return Region{seg: s, Name: string(name), Kind: Kind(mmap.Uint32(e, entKind).Load()),

@@ -6,7 +6,7 @@ import (
 )
 
 // Config holds the creation parameters of a segment. A nil *Config means
-// DefaultConfig().
+// DefaultConfig(), and a zero field takes its default.
 type Config struct {
 	// Perm is the permission of the backing file; 0600 by default.
 	Perm os.FileMode
@@ -24,17 +24,29 @@ func DefaultConfig() *Config {
 }
 
 func (c *Config) validate() (*Config, error) {
+	d := DefaultConfig()
 	if c == nil {
-		return DefaultConfig(), nil
+		return d, nil
 	}
+	v := *c
+	if v.Perm == 0 {
+		v.Perm = d.Perm
+	}
+	if v.Slots == 0 {
+		v.Slots = d.Slots
+	}
+	if v.Objects == 0 {
+		v.Objects = d.Objects
+	}
+	c = &v
 	if c.Perm&^os.ModePerm != 0 {
 		return nil, fmt.Errorf("%w: Perm %v has bits other than permissions", ErrBadConfig, c.Perm)
 	}
 	if c.Slots < 1 || c.Slots > MaxSlots {
 		return nil, fmt.Errorf("%w: Slots %d not in [1, %d]", ErrBadConfig, c.Slots, MaxSlots)
 	}
-	if c.Objects < 0 || c.Objects > maxObjects {
-		return nil, fmt.Errorf("%w: Objects %d not in [0, %d]", ErrBadConfig, c.Objects, maxObjects)
+	if c.Objects < 1 || c.Objects > maxObjects {
+		return nil, fmt.Errorf("%w: Objects %d not in [1, %d]", ErrBadConfig, c.Objects, maxObjects)
 	}
 	return c, nil
 }

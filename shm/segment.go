@@ -113,7 +113,8 @@ type Owner struct {
 
 // TokenOwner tells which process a token names and whether that process
 // still holds its slot. A token whose slot has been claimed again since
-// (another generation) is dead even if its PID has been reused.
+// (another generation) is dead even if its PID has been reused; its PID is
+// then unknown and reported as 0, since the slot names another process.
 func (s *Segment) TokenOwner(tok uint32) Owner {
 	slot := TokenSlot(tok)
 	if slot < 0 || slot >= int(s.hdr.Slots) {
@@ -121,8 +122,14 @@ func (s *Segment) TokenOwner(tok uint32) Owner {
 	}
 	rec := s.slotRec(slot)
 	gen := mmap.Uint32(rec, slotGen).Load()
-	o := Owner{Slot: slot, PID: int(mmap.Uint32(rec, slotPID).Load())}
-	if gen&tokenGenMask != (tok>>tokenSlotBits)&tokenGenMask {
+	pid := int(mmap.Uint32(rec, slotPID).Load())
+	o := Owner{Slot: slot}
+	if gen&tokenGenMask != (tok>>tokenSlotBits)&tokenGenMask || mmap.Uint32(rec, slotGen).Load() != gen {
+		return o // the slot was claimed again: its PID is another process's, the token's is unknown
+	}
+	o.PID = pid
+	if tok == s.token { // F_OFD_GETLK never reports this handle's own lock as a conflict
+		o.Alive = !s.closed.Load()
 		return o
 	}
 	o.Alive = s.slotHeld(slot)
@@ -133,7 +140,7 @@ func (s *Segment) TokenOwner(tok uint32) Owner {
 // TokenOwner). For this handle's own token it makes no system call.
 func (s *Segment) TokenAlive(tok uint32) bool {
 	if tok == s.token {
-		return true
+		return !s.closed.Load()
 	}
 	return s.TokenOwner(tok).Alive
 }
@@ -142,7 +149,7 @@ func (s *Segment) TokenAlive(tok uint32) bool {
 // is gen (a full 32-bit generation, as per-slot records store it).
 func (s *Segment) SlotAlive(slot int, gen uint32) bool {
 	if slot == s.slot && gen == s.gen {
-		return true
+		return !s.closed.Load()
 	}
 	if slot < 0 || slot >= int(s.hdr.Slots) {
 		return false

@@ -321,15 +321,28 @@ func unlockByte(f *os.File, off int64) error {
 
 // slotHeld asks the kernel whether some open file description holds the
 // lock of slot i: the liveness test for the slot's owner.
+//
+// It never says "dead" when it cannot tell: on an error, and on a closed
+// handle (a call racing with Close may still see the segment's memory, and
+// must not take over a live owner's lock there). The descriptor is used
+// through SyscallConn so that a concurrent Close cannot pull it away (or
+// have its number reused) during the fcntl.
 func (s *Segment) slotHeld(i int) bool {
 	if s.closed.Load() {
-		return false
+		return true
 	}
 	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: io.SeekStart, Start: s.slotByte(i), Len: 1}
-	if err := unix.FcntlFlock(s.f.Fd(), unix.F_OFD_GETLK, &lk); err != nil {
-		return true // cannot tell: never declare an owner dead on an error
+	held := true // cannot tell: never declare an owner dead on an error
+	rc, err := s.f.SyscallConn()
+	if err != nil {
+		return held
 	}
-	return lk.Type != unix.F_UNLCK
+	_ = rc.Control(func(fd uintptr) {
+		if unix.FcntlFlock(fd, unix.F_OFD_GETLK, &lk) == nil {
+			held = lk.Type != unix.F_UNLCK
+		}
+	})
+	return held
 }
 
 // lockDir takes the directory lock: this handle's mutex, then an OFD lock

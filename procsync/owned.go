@@ -2,6 +2,7 @@ package procsync
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -40,6 +41,12 @@ func NewOwnedSemaphore(seg *shm.Segment, name string, permits int, cfg *Config) 
 	}
 	b, err := open(seg, name, KindOwnedSemaphore, 1, 4*permits, cfg, func(mem []byte) { le32(mem, oPermits, uint32(permits)) })
 	if err != nil {
+		// The size depends on the count: another count is a size mismatch.
+		if r, lerr := seg.Lookup(name); errors.Is(err, shm.ErrKindMismatch) && lerr == nil &&
+			r.Kind == KindOwnedSemaphore && r.Len >= 4 {
+			err = fmt.Errorf("%w: owned semaphore exists with %d permits, not %d",
+				ErrBadConfig, mmap.Uint32(r.Bytes(), oPermits).Load(), permits)
+		}
 		return nil, &OpError{Op: "open", Object: name, Err: err}
 	}
 	s := &OwnedSemaphore{b}
@@ -115,7 +122,9 @@ func (s *OwnedSemaphore) Acquire(ctx context.Context) error {
 	for {
 		v := seq.Load()
 		if s.take() {
-			return nil
+			// A handle closed while this call slept has private zero memory
+			// in place of the segment: the permit taken there is not real.
+			return s.opErr("acquire", s.closedErr())
 		}
 		if check && s.reclaim() > 0 {
 			continue

@@ -184,18 +184,24 @@ func (rw *RWMutex) wakeReaders() {
 // LockTimeout is Lock with a time limit; it returns ErrTimeout when d passes.
 func (rw *RWMutex) LockTimeout(d time.Duration) error { return withTimeout(d, rw.Lock) }
 
-// TryLock takes the write lock if no one holds the lock in either mode;
-// otherwise ErrWouldBlock.
+// TryLock takes the write lock if no live process holds the lock in either
+// mode (taking it over from a dead writer, with ErrOwnerDead); otherwise
+// ErrWouldBlock.
 func (rw *RWMutex) TryLock() error {
 	if err := rw.closedErr(); err != nil {
 		return rw.opErr("trylock", err)
 	}
 	w := rw.u32(rwW)
 	if !w.CompareAndSwap(0, rw.tok) {
-		if s := w.Load(); s == notRecoverable {
+		s := w.Load()
+		switch {
+		case s == notRecoverable:
 			return rw.opErr("trylock", ErrNotRecoverable)
+		case s != 0 && !rw.seg.TokenAlive(s&^waitBit) && w.CompareAndSwap(s, rw.tok|waitBit):
+			rw.writerDied(s) // taken over from a dead writer, as Mutex.TryLock does
+		default:
+			return rw.opErr("trylock", ErrWouldBlock)
 		}
-		return rw.opErr("trylock", ErrWouldBlock)
 	}
 	if rw.readerCount() != 0 {
 		rw.releaseWriter()

@@ -16,6 +16,12 @@ import (
 // high half the round number. Waiters sleep on the high half (bytes 4-7 on
 // the little-endian systems this runs on). Table 1 counts, per process
 // slot, the parties inside Wait.
+//
+// A trip advances the round number by 1, a break or a Reset by 2. After a
+// round g tripped, no later round can trip before all of g's parties have
+// left Wait (each is needed), only break or reset; so a party of round g,
+// however late it looks, knows that g tripped exactly when the round number
+// has moved on from g by an odd amount.
 const (
 	bState   = 0
 	bGen     = 4
@@ -105,6 +111,9 @@ func (b *Barrier) Wait(ctx context.Context) (int, error) {
 		for gw.Load() == g {
 			if err := w.err(); err != nil {
 				b.breakRound(g)
+				if gen, _, _ := splitBarrier(st.Load()); (gen-g)%2 == 1 {
+					return int(idx), nil // the round tripped before it could break
+				}
 				return int(idx), b.opErr("wait", err)
 			}
 			if w.sleep(gw, g) && b.deadParty() {
@@ -112,11 +121,9 @@ func (b *Barrier) Wait(ctx context.Context) (int, error) {
 			}
 		}
 	}
-	// The round ended. It tripped only if it moved on by exactly one round
-	// without the broken bit: a broken round stays broken until Reset, and
-	// with exactly parties participants no later round can trip without us.
-	gen, broken, _ := splitBarrier(st.Load())
-	if gen != g+1 || broken {
+	// The round ended: it tripped if the round number moved on by an odd
+	// amount (see above), even if later rounds broke since.
+	if gen, _, _ := splitBarrier(st.Load()); (gen-g)%2 == 0 {
 		return int(idx), b.opErr("wait", ErrBrokenBarrier)
 	}
 	return int(idx), nil
@@ -151,7 +158,7 @@ func (b *Barrier) breakRound(g uint32) {
 		if gen != g || broken {
 			return
 		}
-		if st.CompareAndSwap(v, barrierWord(g+1, true, 0)) {
+		if st.CompareAndSwap(v, barrierWord(g+2, true, 0)) {
 			futex.Wake(b.u32(bGen), 1<<30)
 			return
 		}
@@ -167,12 +174,8 @@ func (b *Barrier) Reset() error {
 	st := mmap.Uint64(b.mem, bState)
 	for {
 		v := st.Load()
-		gen, broken, _ := splitBarrier(v)
-		next := gen + 1
-		if !broken {
-			next = gen + 2 // skip a round, so that current waiters see a break
-		}
-		if st.CompareAndSwap(v, barrierWord(next, false, 0)) {
+		gen, _, _ := splitBarrier(v)
+		if st.CompareAndSwap(v, barrierWord(gen+2, false, 0)) { // current waiters see a break
 			futex.Wake(b.u32(bGen), 1<<30)
 			return nil
 		}

@@ -11,12 +11,10 @@ import (
 // Mutex words (PROTOCOL.md, "Mutex").
 const (
 	mState      = 0  // owner token | waitBit; 0 unlocked; notRecoverable
-	mFlags      = 4  // flagInconsistent
+	mFlags      = 4  // flagInconsistent (lockFlags)
 	mNwait      = 8  // goroutines in the slow path (may over-count after a waiter is killed)
-	mRecoveries = 12 // takeovers from dead owners
-	mLastDead   = 16 // PID of the last dead owner taken over
-
-	flagInconsistent = 1
+	mRecoveries = 12 // lockRecoveries
+	mLastDead   = 16 // lockLastDead
 )
 
 // Mutex is a robust mutual-exclusion lock in shared memory. It is held by a
@@ -75,7 +73,8 @@ func (m *Mutex) TryLock() error {
 		}
 	case !m.seg.TokenAlive(s &^ waitBit):
 		if st.CompareAndSwap(s, m.tok|waitBit) {
-			return m.opErr("trylock", m.tookOver(s))
+			m.ownerDied(s)
+			return m.opErr("trylock", ErrOwnerDead)
 		}
 	}
 	return m.opErr("trylock", ErrWouldBlock)
@@ -92,55 +91,12 @@ func (m *Mutex) lockSlow(ctx context.Context) error {
 	nw := m.u32(mNwait)
 	nw.Add(1)
 	defer nw.Add(^uint32(0))
-	w := m.beginWait(ctx, st)
-	defer w.end()
-	check := true // test the holder's liveness on entry and after each full poll
-	for {
-		s := st.Load()
-		switch {
-		case s == notRecoverable:
-			return ErrNotRecoverable
-		case s == 0:
-			ns := m.tok
-			if nw.Load() > 1 {
-				ns |= waitBit
-			}
-			if st.CompareAndSwap(0, ns) {
-				// A handle closed while this call slept has private zero
-				// memory in place of the segment: the CAS took nothing.
-				return m.closedErr()
-			}
-			continue
-		case check:
-			check = false
-			if !m.seg.TokenAlive(s &^ waitBit) {
-				if st.CompareAndSwap(s, m.tok|waitBit) {
-					return m.tookOver(s)
-				}
-				continue
-			}
-		}
-		if s&waitBit == 0 && !st.CompareAndSwap(s, s|waitBit) {
-			continue
-		}
-		if err := w.err(); err != nil {
-			if w.woken { // pass on a wake-up this call will not use
-				futex.Wake(st, 1)
-			}
-			return err
-		}
-		check = w.sleep(st, s|waitBit)
+	dead, err := m.lockWord(ctx, st, nw)
+	if err == nil && dead != 0 {
+		m.ownerDied(dead)
+		return ErrOwnerDead
 	}
-}
-
-// tookOver records a takeover from the dead owner token dead and returns
-// ErrOwnerDead. The caller holds the lock (with waitBit set, so that Unlock
-// takes the slow path that looks at the flags).
-func (m *Mutex) tookOver(dead uint32) error {
-	m.u32(mFlags).Or(flagInconsistent)
-	m.u32(mRecoveries).Add(1)
-	m.u32(mLastDead).Store(uint32(m.seg.TokenOwner(dead &^ waitBit).PID))
-	return ErrOwnerDead
+	return err
 }
 
 // MarkConsistent declares the data protected by the mutex repaired after

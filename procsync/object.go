@@ -162,6 +162,72 @@ func (w *waiter) sleep(word *atomic.Uint32, val uint32) (polled bool) {
 	return !w.woken && d == w.b.cfg.Poll
 }
 
+// lockWord acquires the robust lock word st (0 free; holder token, with
+// waitBit when a waiter may sleep; notRecoverable) for this handle, waiting
+// as long as ctx allows; nw counts the callers in the slow path, this one
+// included. A dead holder's word is taken over: dead is then the word's
+// previous value. Mutex and the RWMutex writer share it.
+func (b *base) lockWord(ctx context.Context, st, nw *atomic.Uint32) (dead uint32, err error) {
+	w := b.beginWait(ctx, st)
+	defer w.end()
+	check := true // test the holder's liveness on entry and after each full poll
+	for {
+		s := st.Load()
+		switch {
+		case s == notRecoverable:
+			return 0, ErrNotRecoverable
+		case s == 0:
+			ns := b.tok
+			if nw.Load() > 1 {
+				ns |= waitBit
+			}
+			if st.CompareAndSwap(0, ns) {
+				// A handle closed while this call slept has private zero
+				// memory in place of the segment: the CAS took nothing.
+				return 0, b.closedErr()
+			}
+			continue
+		case check:
+			check = false
+			if !b.seg.TokenAlive(s &^ waitBit) {
+				// waitBit makes the taker's Unlock take the slow path, which
+				// looks at the inconsistent flag.
+				if st.CompareAndSwap(s, b.tok|waitBit) {
+					return s, b.closedErr()
+				}
+				continue
+			}
+		}
+		if s&waitBit == 0 && !st.CompareAndSwap(s, s|waitBit) {
+			continue
+		}
+		if err := w.err(); err != nil {
+			if w.woken { // pass on a wake-up this call will not use
+				futex.Wake(st, 1)
+			}
+			return 0, err
+		}
+		check = w.sleep(st, s|waitBit)
+	}
+}
+
+// Words at the same offsets in Mutex and RWMutex, the two robust locks.
+const (
+	lockFlags      = 4  // flagInconsistent
+	lockRecoveries = 12 // takeovers from dead owners
+	lockLastDead   = 16 // PID of the last dead owner taken over
+
+	flagInconsistent = 1
+)
+
+// ownerDied records, after a robust lock's word was taken over (or cleared)
+// from the dead holder token dead, that the protected data is suspect.
+func (b *base) ownerDied(dead uint32) {
+	b.u32(lockFlags).Or(flagInconsistent)
+	b.u32(lockRecoveries).Add(1)
+	b.u32(lockLastDead).Store(uint32(b.seg.TokenOwner(dead &^ waitBit).PID))
+}
+
 // withTimeout runs f with a context that expires after d and turns its
 // expiry into ErrTimeout.
 func withTimeout(d time.Duration, f func(ctx context.Context) error) error {

@@ -12,13 +12,13 @@ import (
 // each process slot holds.
 const (
 	rwW          = 0  // writer token | waitBit; 0 free; notRecoverable
-	rwFlags      = 4  // flagInconsistent
+	rwFlags      = 4  // flagInconsistent (lockFlags)
 	rwNwaitW     = 8  // writers in the slow path (may over-count after a waiter is killed)
-	rwRseq       = 12 // readers sleep on it; bumped when the writer leaves
-	rwWseq       = 16 // a draining writer sleeps on it; bumped by a reader leaving
-	rwNwaitR     = 20 // readers in the slow path
-	rwRecoveries = 24
-	rwLastDead   = 28
+	rwRecoveries = 12 // as Mutex: lockRecoveries
+	rwLastDead   = 16 // as Mutex: lockLastDead
+	rwRseq       = 20 // readers sleep on it; bumped when the writer leaves
+	rwWseq       = 24 // a draining writer sleeps on it; bumped by a reader leaving
+	rwNwaitR     = 28 // readers in the slow path
 )
 
 // RWMutex is a robust, writer-preferring reader/writer lock in shared
@@ -116,52 +116,11 @@ func (rw *RWMutex) acquireWriter(ctx context.Context) error {
 	if rw.spin(func() bool { return w.Load() == 0 && w.CompareAndSwap(0, rw.tok) }) {
 		return nil
 	}
-	wt := rw.beginWait(ctx, w)
-	defer wt.end()
-	check := true
-	for {
-		s := w.Load()
-		switch {
-		case s == notRecoverable:
-			return ErrNotRecoverable
-		case s == 0:
-			ns := rw.tok
-			if nw.Load() > 1 {
-				ns |= waitBit
-			}
-			if w.CompareAndSwap(0, ns) {
-				return nil
-			}
-			continue
-		case check:
-			check = false
-			if !rw.seg.TokenAlive(s &^ waitBit) {
-				if w.CompareAndSwap(s, rw.tok|waitBit) {
-					rw.writerDied(s)
-					return nil
-				}
-				continue
-			}
-		}
-		if s&waitBit == 0 && !w.CompareAndSwap(s, s|waitBit) {
-			continue
-		}
-		if err := wt.err(); err != nil {
-			if wt.woken {
-				futex.Wake(w, 1)
-			}
-			return err
-		}
-		check = wt.sleep(w, s|waitBit)
+	dead, err := rw.lockWord(ctx, w, nw)
+	if err == nil && dead != 0 {
+		rw.ownerDied(dead)
 	}
-}
-
-// writerDied records the death of the writer token dead after its word was
-// taken over or cleared.
-func (rw *RWMutex) writerDied(dead uint32) {
-	rw.u32(rwFlags).Or(flagInconsistent)
-	rw.u32(rwRecoveries).Add(1)
-	rw.u32(rwLastDead).Store(uint32(rw.seg.TokenOwner(dead &^ waitBit).PID))
+	return err
 }
 
 // releaseWriter gives up the writer word and wakes who waits for it.
@@ -198,7 +157,7 @@ func (rw *RWMutex) TryLock() error {
 		case s == notRecoverable:
 			return rw.opErr("trylock", ErrNotRecoverable)
 		case s != 0 && !rw.seg.TokenAlive(s&^waitBit) && w.CompareAndSwap(s, rw.tok|waitBit):
-			rw.writerDied(s) // taken over from a dead writer, as Mutex.TryLock does
+			rw.ownerDied(s) // taken over from a dead writer, as Mutex.TryLock does
 		default:
 			return rw.opErr("trylock", ErrWouldBlock)
 		}
@@ -320,7 +279,7 @@ func (rw *RWMutex) rlockSlow(ctx context.Context) error {
 			}
 		case polled && !rw.seg.TokenAlive(s&^waitBit):
 			if w.CompareAndSwap(s, 0) { // clear the dead writer; the data stays suspect
-				rw.writerDied(s)
+				rw.ownerDied(s)
 				futex.Wake(w, 1)
 				rw.wakeReaders()
 			}

@@ -6,6 +6,8 @@
 //	ipc shm ls [--json]                           list segments in /dev/shm
 //	ipc shm inspect NAME [--json]                 a segment's header and objects
 //	ipc shm rm NAME...                            remove segments
+//	ipc bench [--transports L] [--sizes L] [--json] [--report F.html]
+//	                                              latency and throughput of every transport
 package main
 
 import (

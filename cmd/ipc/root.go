@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ipcgo/ipc/internal/bench"
 	"github.com/ipcgo/ipc/internal/race"
 )
 
@@ -41,6 +42,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		// The hidden worker subcommand parses its own flags: it is started
 		// by the supervisor, not by people.
 		return race.RunWorker(args[1:], stderr)
+	}
+	if len(args) > 0 && args[0] == bench.PeerCommand {
+		return bench.RunPeer(args[1:], stderr) // the same, for bench
 	}
 	root := newRootCmd()
 	root.SetArgs(args)
@@ -86,7 +90,7 @@ robust cross-process primitives (package procsync) of github.com/ipcgo/ipc.`,
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newRaceCmd(), newShmCmd())
+	root.AddCommand(newRaceCmd(), newShmCmd(), newBenchCmd())
 	return root
 }
 

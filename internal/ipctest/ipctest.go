@@ -72,6 +72,13 @@ type Peer struct {
 // killed (if still running) and reaped.
 func Start(t testing.TB, cmd *exec.Cmd) *Peer {
 	t.Helper()
+	return StartFunc(t, cmd, cmd.Start)
+}
+
+// StartFunc is Start for a command that start starts, a call that runs
+// cmd.Start itself (such as one that wires the command up first).
+func StartFunc(t testing.TB, cmd *exec.Cmd, start func() error) *Peer {
+	t.Helper()
 	p := &Peer{Cmd: cmd, lines: make(chan string, 1024), done: make(chan struct{})}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -82,7 +89,7 @@ func Start(t testing.TB, cmd *exec.Cmd) *Peer {
 		defer p.mu.Unlock()
 		return p.out.Write(b)
 	})
-	if err := cmd.Start(); err != nil {
+	if err := start(); err != nil {
 		t.Fatalf("start peer: %v", err)
 	}
 	go func() {

@@ -38,3 +38,13 @@ func PlainUint64(b []byte, off int) *uint64 {
 	// unsafe: as in Uint32; plain loads and stores are the point of it.
 	return (*uint64)(unsafe.Pointer(&b[off]))
 }
+
+// Aligned reports whether the first byte of b sits at an address that is a
+// multiple of a (a power of two). An empty b is not aligned.
+func Aligned(b []byte, a uintptr) bool {
+	if len(b) == 0 {
+		return false
+	}
+	// unsafe: only the address is inspected, nothing is dereferenced.
+	return uintptr(unsafe.Pointer(&b[0]))&(a-1) == 0
+}

@@ -1,0 +1,92 @@
+package ipc
+
+import (
+	"crypto/tls"
+	"fmt"
+	"os"
+	"time"
+)
+
+// Config holds the settings of Dial and Listen. A nil *Config means
+// DefaultConfig(). Fields that do not apply to a transport are ignored.
+type Config struct {
+	// MaxMessageSize is the largest message Send accepts and Recv delivers;
+	// 64 MiB by default. Both ends should agree.
+	MaxMessageSize int
+	// Perm is the permission of the files Listen creates: socket files,
+	// FIFOs, POSIX queues, shared-memory segments. 0600 by default.
+	Perm os.FileMode
+	// AllowUIDs, when not nil, is the list of user ids a Unix-socket or shm
+	// peer must run as (checked with SO_PEERCRED): Dial to a listener of
+	// another uid fails with ErrPeerNotAllowed, and a listener closes
+	// connections from other uids without ever returning them from Accept.
+	AllowUIDs []int
+	// TLS, for tcp, turns on TLS: a server needs Certificates, a client
+	// what it verifies the server with.
+	TLS *tls.Config
+	// RingSize is the size in bytes of each direction's ring of an shm
+	// connection, a power of two, at least 4 KiB. 1 MiB by default.
+	RingSize int
+	// Spin is how long an shm waiter spins before it sleeps in the kernel;
+	// 50 µs by default. 0 means the default; use a negative value to never
+	// spin.
+	Spin time.Duration
+	// QueueDepth and QueueMsgSize are the POSIX queue attributes mq_maxmsg
+	// and mq_msgsize (10 and 8192 by default, the kernel's usual limits for
+	// unprivileged users).
+	QueueDepth   int
+	QueueMsgSize int
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() *Config {
+	return &Config{
+		MaxMessageSize: 64 << 20,
+		Perm:           0o600,
+		RingSize:       1 << 20,
+		Spin:           50 * time.Microsecond,
+		QueueDepth:     10,
+		QueueMsgSize:   8192,
+	}
+}
+
+// validate returns a complete copy of c: zero fields take their defaults.
+func (c *Config) validate() (*Config, error) {
+	d := DefaultConfig()
+	if c == nil {
+		return d, nil
+	}
+	v := *c
+	if v.MaxMessageSize == 0 {
+		v.MaxMessageSize = d.MaxMessageSize
+	}
+	if v.Perm == 0 {
+		v.Perm = d.Perm
+	}
+	if v.RingSize == 0 {
+		v.RingSize = d.RingSize
+	}
+	if v.Spin == 0 {
+		v.Spin = d.Spin
+	}
+	if v.QueueDepth == 0 {
+		v.QueueDepth = d.QueueDepth
+	}
+	if v.QueueMsgSize == 0 {
+		v.QueueMsgSize = d.QueueMsgSize
+	}
+	switch {
+	case v.MaxMessageSize < 1 || v.MaxMessageSize > 1<<30:
+		return nil, fmt.Errorf("%w: MaxMessageSize %d not in [1, 1 GiB]", ErrBadConfig, v.MaxMessageSize)
+	case v.Perm&^os.ModePerm != 0:
+		return nil, fmt.Errorf("%w: Perm %v", ErrBadConfig, v.Perm)
+	case v.RingSize < 4096 || v.RingSize > 1<<30 || v.RingSize&(v.RingSize-1) != 0:
+		return nil, fmt.Errorf("%w: RingSize %d must be a power of two in [4 KiB, 1 GiB]", ErrBadConfig, v.RingSize)
+	case v.QueueDepth < 1 || v.QueueMsgSize < 64:
+		return nil, fmt.Errorf("%w: QueueDepth %d, QueueMsgSize %d", ErrBadConfig, v.QueueDepth, v.QueueMsgSize)
+	}
+	if v.Spin < 0 {
+		v.Spin = 0
+	}
+	return &v, nil
+}

@@ -1,0 +1,88 @@
+// Package ipc connects processes on one machine: message connections over
+// Unix sockets, TCP, FIFOs, POSIX message queues, anonymous pipes and
+// shared-memory rings, all behind one interface, Conn. (Its sibling
+// packages shm and procsync give shared-memory segments and locks that
+// survive the death of a holder.)
+//
+// # Addresses
+//
+// Listen and Dial take an address whose scheme names the transport:
+//
+//	unix:///run/app.sock        Unix stream socket
+//	unixpacket:///run/app.sock  Unix SOCK_SEQPACKET socket
+//	tcp://127.0.0.1:7000        TCP; TLS when Config.TLS is set
+//	fifo:///run/app.fifo        named pipes: a control FIFO at the path, two per connection beside it
+//	posixmq:///app              POSIX message queues: a control queue, two per connection
+//	shm:///run/app.sock         shared-memory rings, set up through a Unix socket at the path
+//	pipe:                       a parent and the child it starts (StartChild, ChildConn)
+//
+// ParseAddr checks an address without using it. Paths are absolute; a
+// POSIX queue name is one component. Files that Listen creates get
+// Config.Perm (0600 by default) and are removed by Listener.Close; a file
+// left at the address by a dead listener is replaced, a live listener is
+// never disturbed (ErrAddrInUse). Transports a system lacks are not
+// registered there: Listen and Dial return ErrUnsupported.
+//
+// # Connections
+//
+// A Conn carries messages, whatever the transport:
+//
+//   - Boundaries: every Send arrives as exactly one Recv, byte for byte and
+//     in order; an empty message is a message.
+//   - Size: Config.MaxMessageSize bounds a message (64 MiB by default, at
+//     most 1 GiB); both ends should agree. A larger Send fails with
+//     ErrMessageTooLarge and sends nothing; a Recv that meets a larger
+//     message returns ErrMessageTooLarge. Transports whose units are
+//     smaller (a SOCK_SEQPACKET packet, a queue message, a ring) carry a
+//     large message in several pieces and reassemble it.
+//   - Deadlines and contexts: Send and Recv end when their context ends
+//     (with the context's error) or when the deadline set with SetDeadline
+//     passes (with ErrTimeout, which is os.ErrDeadlineExceeded and a
+//     net.Error whose Timeout is true). SetDeadline applies to calls
+//     already blocked too. A Recv cut short leaves the Conn usable, also
+//     in the middle of a large message: the next Recv resumes it. A Send
+//     cut short part-way through a large message never gives the peer a
+//     torn message: the message is dropped (shm, posixmq), or completed by
+//     the next Send (unix, tcp, fifo, pipe), or later Sends fail: with
+//     ErrCorruptFrame on unixpacket, with the timeout on TLS (crypto/tls
+//     cannot resume a write).
+//   - Concurrency: one Send and one Recv may run at the same time.
+//     Concurrent Sends are serialised, never interleaved, as are concurrent
+//     Recvs.
+//   - The end: after Close every call returns net.ErrClosed, and calls
+//     blocked in Send or Recv return. When the peer closes its end or its
+//     process dies (kill -9 included), Recv returns the messages already
+//     sent and then io.EOF, and Send returns io.EOF (or succeeds into a
+//     buffer no one will read); nothing waits forever.
+//   - Errors: every error is an *OpError naming the operation and the
+//     address; compare with errors.Is against the sentinel errors (and
+//     io.EOF, net.ErrClosed, the context's errors). Bytes that are not a
+//     valid frame give ErrCorruptFrame, never a panic or a hang; the Conn
+//     is unusable afterwards.
+//
+// Some transports have more; reach it through a Conn with PeerCredentials,
+// SendFiles and RecvFiles (unix, unixpacket), SendPriority and
+// RecvPriority (posixmq), and ZeroCopy (shm).
+//
+// # Listeners and byte streams
+//
+// A Listener's AcceptConn returns message connections. The Listener also
+// satisfies net.Listener: its Accept returns each connection's byte-stream
+// view, a net.Conn made by NewStream, so that net/http, gRPC and other
+// code written for net.Conn run over any transport. DialStream is the
+// dialling side:
+//
+//	l, _ := ipc.Listen("shm:///run/app.sock", nil)
+//	go http.Serve(l, handler)
+//
+//	client := &http.Client{Transport: &http.Transport{
+//		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+//			return ipc.DialStream(ctx, "shm:///run/app.sock", nil)
+//		},
+//	}}
+//
+// The view's Write sends its bytes as messages of at most 64 KiB; Read
+// returns the bytes of the messages received without their boundaries. Read
+// and write deadlines are independent and interrupt calls already blocked,
+// as net.Conn requires.
+package ipc

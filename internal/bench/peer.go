@@ -1,0 +1,76 @@
+package bench
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/ipcgo/ipc"
+)
+
+// PeerCommand is the hidden subcommand under which Run re-executes its own
+// binary as the other end of a measurement. The program's main (or a test
+// binary's TestMain) must hand os.Args[2:] to RunPeer when os.Args[1] is
+// PeerCommand.
+const PeerCommand = "bench-peer"
+
+// peerArgs are the arguments of a peer process.
+type peerArgs struct {
+	transport string
+	size      int
+	limit     time.Duration
+	addr      string // address, socket path, first FIFO or queue name
+	addr2     string // second FIFO or queue name
+	mem       int    // size of the shared mapping (raw-shmspin)
+}
+
+// RunPeer is the body of a peer process. It returns the exit code; errors
+// go to stderr, a line starting with "skip: " for a measurement that
+// cannot be made on this system.
+func RunPeer(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet(PeerCommand, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var a peerArgs
+	fs.StringVar(&a.transport, "transport", "", "transport or baseline name")
+	fs.IntVar(&a.size, "size", 0, "message size")
+	fs.DurationVar(&a.limit, "limit", time.Minute, "exit after this long, whatever happens")
+	fs.StringVar(&a.addr, "addr", "", "address")
+	fs.StringVar(&a.addr2, "addr2", "", "second address")
+	fs.IntVar(&a.mem, "mem", 0, "size of the shared mapping")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if a.size < 1 || a.size > MaxSize {
+		fmt.Fprintf(stderr, "%s: bad size %d\n", PeerCommand, a.size)
+		return 2
+	}
+	// Never outlive the pair's time limit, whatever the parent does.
+	time.AfterFunc(a.limit, func() {
+		fmt.Fprintf(stderr, "%s %s: time limit %v reached\n", PeerCommand, a.transport, a.limit)
+		os.Exit(3)
+	})
+	if err := runPeer(a); err != nil {
+		if isSkip(err) {
+			fmt.Fprintf(stderr, "%s%s\n", skipPrefix, skipReason(err))
+		} else {
+			fmt.Fprintf(stderr, "%s %s (pid %d): %v\n", PeerCommand, a.transport, os.Getpid(), err)
+		}
+		return 1
+	}
+	return 0
+}
+
+func runPeer(a peerArgs) error {
+	switch {
+	case a.transport == ipc.Pipe:
+		return pipePeer(a.size)
+	case IsBaseline(a.transport):
+		return rawPeer(a)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), connectTimeout)
+	defer cancel()
+	return framedPeer(ctx, a.addr, a.size)
+}

@@ -1,0 +1,38 @@
+// Package posixmq is the transport of posixmq:///name addresses: message
+// connections over POSIX message queues (mq_overview(7)), Linux only,
+// through the raw system calls mq_open, mq_timedsend, mq_timedreceive,
+// mq_unlink and mq_getsetattr.
+//
+// A connection is a pair of queues, one per direction; the listener owns a
+// control queue, at the name itself, where clients post connection
+// requests. The protocol, peer-death detection and limits are described in
+// PROTOCOL.md, "POSIX message queue transport". In short:
+//
+//   - Listen takes an OFD lock on a lock file in /dev/shm
+//     (.ipc-mq-<name>.lock) for its lifetime, so that a live listener is
+//     told from a stale queue left by a dead one (ErrAddrInUse, or the
+//     stale queue is replaced), and creates the control queue with
+//     Options.Perm (exactly, whatever the umask).
+//   - Dial creates a liveness file (.ipc-mq-<name>.<id>.live in /dev/shm)
+//     and the queues <name>.<id>.c2s and <name>.<id>.s2c with its own
+//     Options (Perm, QueueDepth, QueueMsgSize), posts a 64-byte request, and
+//     waits for the listener's acknowledgement on .s2c. The listener opens
+//     the queues and the liveness file and unlinks all three names.
+//   - Each side holds an OFD write lock on its own byte of the liveness
+//     file (client byte 0, listener byte 1). The kernel drops the lock when
+//     the holder closes the connection or dies, by any signal: a Send or
+//     Recv that has to wait tests the peer's byte with F_OFD_GETLK before
+//     waiting and at least every 100 ms while it waits, and returns io.EOF
+//     once the peer is gone (after the messages already queued). No
+//     process id is involved.
+//   - A queue message is one frame (internal/frame): a message larger than
+//     the queue's message size minus the 8-byte header is split into
+//     frames with the "more" flag and reassembled, so any message up to
+//     Options.MaxMessageSize passes. Every frame of a message carries the
+//     message's priority; the receiver reassembles per priority (see
+//     SendPriority).
+//
+// The queues are non-blocking descriptors waited on with the Go runtime's
+// poller (a queue descriptor is pollable on Linux), so a blocked Send or
+// Recv holds no thread, and contexts and deadlines interrupt it at once.
+package posixmq

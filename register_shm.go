@@ -1,0 +1,5 @@
+//go:build linux
+
+package ipc
+
+import _ "github.com/ipcgo/ipc/internal/transport/shmconn"

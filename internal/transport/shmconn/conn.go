@@ -61,9 +61,16 @@ type Conn struct {
 
 	_        [64]byte
 	deadline atomic.Int64 // Unix ns, 0 for none
-	dead     atomic.Bool  // the socket reported the peer gone
-	closed   atomic.Bool
-	done     chan struct{} // closed when the watcher has returned
+	// expired is set once the deadline has passed, by SetDeadline or its
+	// timer, so that the entry check of every call is one load instead of a
+	// clock read (as Go's own poller does).
+	expired atomic.Bool
+	dmu     sync.Mutex // guards dtimer and dgen
+	dtimer  *time.Timer
+	dgen    uint64
+	dead    atomic.Bool // the socket reported the peer gone
+	closed  atomic.Bool
+	done    chan struct{} // closed when the watcher has returned
 }
 
 const (
@@ -139,7 +146,7 @@ func (c *Conn) check(ctx context.Context) error {
 			return err
 		}
 	}
-	if d := c.deadline.Load(); d != 0 && time.Now().UnixNano() >= d {
+	if c.expired.Load() {
 		return ipcerr.ErrTimeout
 	}
 	return nil
@@ -482,10 +489,39 @@ func (c *Conn) SetDeadline(t time.Time) error {
 			}
 		}
 	}
+	c.dmu.Lock()
+	if c.dtimer != nil {
+		c.dtimer.Stop()
+		c.dtimer = nil
+	}
+	c.dgen++
 	c.deadline.Store(d)
+	left := time.Until(t)
+	c.expired.Store(d != 0 && left <= 0)
+	if d != 0 && left > 0 {
+		gen := c.dgen
+		c.dtimer = time.AfterFunc(left, func() {
+			c.dmu.Lock()
+			if c.dgen == gen {
+				c.expired.Store(true)
+			}
+			c.dmu.Unlock()
+			c.wakeAll()
+		})
+	}
+	c.dmu.Unlock()
+	c.wakeAll()
+	return nil
+}
+
+// wakeAll wakes this side's waiters so that they look at the deadline and
+// the closed flag again.
+func (c *Conn) wakeAll() {
+	if c.closed.Load() {
+		return
+	}
 	c.rx.WakeReader()
 	c.tx.WakeWriter()
-	return nil
 }
 
 // Close closes the connection: both rings are marked closed for the peer,
@@ -496,6 +532,11 @@ func (c *Conn) Close() error {
 	if c.closed.Swap(true) {
 		return net.ErrClosed
 	}
+	c.dmu.Lock()
+	if c.dtimer != nil {
+		c.dtimer.Stop()
+	}
+	c.dmu.Unlock()
 	c.tx.CloseWrite() // the peer's Recv: io.EOF once it has read everything
 	c.rx.CloseRead()  // the peer's Send: io.EOF
 	c.rx.WakeReader() // this side's waiters see closed

@@ -132,8 +132,15 @@ func (tp *tport) config(max int) *ipc.Config {
 
 func configFor(name string, max int) *ipc.Config {
 	cfg := &ipc.Config{MaxMessageSize: max}
-	if name == tcpTLS {
+	switch name {
+	case tcpTLS:
 		cfg.TLS = testTLSConfig()
+	case ipc.PosixMQ:
+		// Small queues: every POSIX queue of the user counts against one
+		// RLIMIT_MSGQUEUE (800 KiB here), shared with the test binaries of
+		// other packages that run at the same time. Messages larger than a
+		// queue message are split, so the cases stay the same.
+		cfg.QueueMsgSize, cfg.QueueDepth = 2048, 4
 	}
 	return cfg
 }

@@ -64,7 +64,7 @@ func Listen(path string, o *transport.Options) (transport.Listener, error) {
 		return nil, err
 	}
 	l := &listener{path: path, o: o, ctl: ctl, ino: st.Ino, dev: st.Dev,
-		conns: make(chan transport.Conn, backlog), done: make(chan struct{})}
+		backlog: transport.NewBacklog(backlog)}
 	l.wg.Add(1)
 	go l.loop()
 	return l, nil
@@ -187,8 +187,7 @@ type listener struct {
 	ctl      *os.File
 	ino      uint64
 	dev      uint64
-	conns    chan transport.Conn
-	done     chan struct{}
+	backlog  *transport.Backlog
 	wg       sync.WaitGroup
 	closeErr error
 	once     sync.Once
@@ -251,11 +250,7 @@ func (l *listener) handle(req []byte) bool {
 	removeFIFO(base + ".c2s")
 	removeFIFO(base + ".s2c")
 	c := transport.NewStreamConn(r, w, l.o.MaxMessageSize, r, w)
-	select {
-	case l.conns <- c:
-	case <-l.done:
-		c.Close()
-	}
+	l.backlog.Offer(c)
 	return true
 }
 
@@ -295,14 +290,7 @@ func ack(status byte) []byte {
 // Accept returns the next connection whose handshake the listener has
 // completed.
 func (l *listener) Accept(ctx context.Context) (transport.Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	return l.backlog.Accept(ctx)
 }
 
 // Close stops accepting, closes the connections not yet accepted and
@@ -318,18 +306,10 @@ func (l *listener) Close() error {
 				err = &os.PathError{Op: "remove", Path: l.path, Err: rerr}
 			}
 		}
-		close(l.done)
+		l.backlog.Stop()
 		l.ctl.Close()
 		l.wg.Wait()
-		for {
-			select {
-			case c := <-l.conns:
-				c.Close()
-				continue
-			default:
-			}
-			break
-		}
+		l.backlog.Drain()
 		removeLeftovers(l.path)
 	})
 	return err

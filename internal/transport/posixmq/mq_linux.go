@@ -113,7 +113,7 @@ func Listen(name string, o *transport.Options) (transport.Listener, error) {
 	}
 	removeLeftovers(name)
 	l := &listener{name: name, o: o, ctl: ctl, lock: lock,
-		conns: make(chan transport.Conn, backlog), done: make(chan struct{})}
+		backlog: transport.NewBacklog(backlog)}
 	l.wg.Add(1)
 	go l.loop()
 	return l, nil
@@ -196,14 +196,13 @@ func isHexID(s string) bool {
 }
 
 type listener struct {
-	name  string
-	o     *transport.Options
-	ctl   *side
-	lock  *os.File
-	conns chan transport.Conn
-	done  chan struct{}
-	wg    sync.WaitGroup
-	once  sync.Once
+	name    string
+	o       *transport.Options
+	ctl     *side
+	lock    *os.File
+	backlog *transport.Backlog
+	wg      sync.WaitGroup
+	once    sync.Once
 }
 
 // loop reads connection requests until Close.
@@ -260,11 +259,7 @@ func (l *listener) handle(req []byte) {
 		return
 	}
 	c := newConn(a.r, a.w, a.rsize, a.wsize, a.live, clientByte, l.o.MaxMessageSize)
-	select {
-	case l.conns <- c:
-	case <-l.done:
-		c.Close()
-	}
+	l.backlog.Offer(c)
 }
 
 type ends struct {
@@ -353,14 +348,7 @@ func lockByte(f *os.File, off int64) error {
 
 // Accept returns the next connection whose handshake is complete.
 func (l *listener) Accept(ctx context.Context) (transport.Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	return l.backlog.Accept(ctx)
 }
 
 // Close unlinks the control queue, releases the lock file, closes the
@@ -372,18 +360,10 @@ func (l *listener) Close() error {
 		if err != nil {
 			err = &os.PathError{Op: "mq_unlink", Path: l.name, Err: err}
 		}
-		close(l.done)
+		l.backlog.Stop()
 		l.ctl.f.Close()
 		l.wg.Wait()
-		for {
-			select {
-			case c := <-l.conns:
-				c.Close()
-				continue
-			default:
-			}
-			break
-		}
+		l.backlog.Drain()
 		removeLeftovers(l.name)
 		_ = os.Remove(l.lock.Name()) // still locked: no listener can be using it
 		l.lock.Close()

@@ -23,12 +23,14 @@ func newBenchCmd() *cobra.Command {
 		asJSON     bool
 		report     string
 		quiet      bool
+		cpus       string
 	)
 	cmd := &cobra.Command{
 		Use:   "bench [--transports LIST] [--sizes LIST] [--duration D] [--json] [--report FILE.html]",
 		Short: "Measure the latency and throughput of every transport",
 		Long: `bench measures each message transport between two processes (this program
-re-executed as its peer): the round-trip latency (p50, p99, p99.9 from an HDR
+re-executed twice: the measuring end and its peer, a fresh pair for each
+measurement, pinned to two CPUs by default): the round-trip latency (p50, p99, p99.9 from an HDR
 histogram) and the one-way throughput (messages and bytes per second, counted
 by the receiver), for each message size, one transport and size at a time,
 after a warm-up.
@@ -40,6 +42,12 @@ shm the spin floor (raw-shmspin: two processes spinning on a shared page, and a
 spinning ring for throughput). The table shows each framed transport's ratio to
 its baseline, and checks the targets below it (PASS or MISS, as measured).
 
+Pinned (--cpus, by default the first two CPUs this program may use), every
+wake-up of a kernel transport crosses CPUs, which is what the spinning shm
+transport avoids; with --cpus none the scheduler places the processes, and
+often runs both ends of a ping-pong on one CPU, where a kernel hand-off is
+cheap and spinning is not possible.
+
 A transport that is not available on this system is reported as skipped.
 Progress goes to stderr; --json prints one JSON object instead of the table;
 --report writes a self-contained HTML page with charts. Other load on the
@@ -50,6 +58,10 @@ The exit status is 1 if a measurement failed (not if a target is missed).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(transports) > 0 {
 				opts.Transports = transports
+			}
+			var err error
+			if opts.CPUs, err = parseCPUs(cpus); err != nil {
+				return usageError{err}
 			}
 			for _, s := range sizes {
 				n, err := parseSize(s)
@@ -117,7 +129,25 @@ The exit status is 1 if a measurement failed (not if a target is missed).`,
 	f.BoolVar(&asJSON, "json", false, "print one JSON object")
 	f.StringVar(&report, "report", "", "write an HTML report to `FILE`")
 	f.BoolVarP(&quiet, "quiet", "q", false, "no progress on stderr")
+	f.StringVar(&cpus, "cpus", "auto", "pin the measuring process and its peer to these two CPUs (`A,B`); auto: the first two this program may use; none: do not pin")
 	return cmd
+}
+
+// parseCPUs reads the --cpus flag.
+func parseCPUs(s string) ([]int, error) {
+	switch strings.TrimSpace(s) {
+	case "auto":
+		return bench.DefaultCPUs(), nil
+	case "none", "":
+		return nil, nil
+	}
+	a, b, ok := strings.Cut(s, ",")
+	x, err1 := strconv.Atoi(strings.TrimSpace(a))
+	y, err2 := strconv.Atoi(strings.TrimSpace(b))
+	if !ok || err1 != nil || err2 != nil || x < 0 || y < 0 {
+		return nil, fmt.Errorf("bad --cpus %q: want two CPU numbers (e.g. 0,1), auto or none", s)
+	}
+	return []int{x, y}, nil
 }
 
 // parseSize reads a message size: a number of bytes, or one with a K or M

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ipcgo/ipc/internal/bench"
 )
 
 // noBenchLeftovers fails t if a temporary directory of a bench run of this
@@ -45,6 +47,14 @@ func TestBenchJSON(t *testing.T) {
 		if v, ok := machine[k]; !ok || v == "" || v == 0.0 {
 			t.Errorf("machine.%s = %v", k, v)
 		}
+	}
+	var settings struct {
+		CPUs     []int `json:"cpus"`
+		Isolated bool  `json:"isolated"`
+	}
+	unmarshal(t, top["settings"], &settings)
+	if want := bench.DefaultCPUs(); !slices.Equal(settings.CPUs, want) || !settings.Isolated {
+		t.Errorf("settings: cpus %v isolated %v; want the default pinning %v, isolated", settings.CPUs, settings.Isolated, want)
 	}
 	var results []map[string]json.RawMessage
 	unmarshal(t, top["results"], &results)
@@ -130,9 +140,26 @@ func TestBenchUsage(t *testing.T) {
 		{"bench", "--transports", "carrier-pigeon"},
 		{"bench", "--duration", "1ns"},
 		{"bench", "extra"},
+		{"bench", "--cpus", "0"},
+		{"bench", "--cpus", "a,b"},
+		{"bench", "--cpus", "0,0"},
+		{"bench", "--cpus", "0,99999"},
 	} {
 		if code, _, _ := run(t, 10*time.Second, args...); code != exitUsage {
 			t.Errorf("ipc %v: exit %d, want %d", args, code, exitUsage)
+		}
+	}
+}
+
+func TestParseCPUs(t *testing.T) {
+	for in, want := range map[string][]int{"0,1": {0, 1}, " 3 , 2 ": {3, 2}, "none": nil, "auto": bench.DefaultCPUs()} {
+		if got, err := parseCPUs(in); err != nil || !slices.Equal(got, want) {
+			t.Errorf("parseCPUs(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"0", "0,", ",1", "a,b", "-1,0", "0,1,2"} {
+		if _, err := parseCPUs(in); err == nil {
+			t.Errorf("parseCPUs(%q) accepted", in)
 		}
 	}
 }

@@ -76,9 +76,21 @@ type Options struct {
 	NoBaselines bool
 	// Progress, if not nil, receives a line as each measurement starts.
 	Progress io.Writer
-	// Command returns the command that starts a peer process with the
-	// given arguments. nil means os.Executable() PeerCommand args...
+	// Command returns the command that starts a peer (or driver) process
+	// with the given arguments. nil means os.Executable() PeerCommand
+	// args...
 	Command func(args ...string) (*exec.Cmd, error)
+	// CPUs, if not empty, pins the two processes of each measurement: the
+	// measuring one to CPUs[0], its peer to CPUs[1] (two different CPUs
+	// this process may run on; Linux only). Pinned, each wake-up of a
+	// kernel transport crosses CPUs, the case the spinning shm transport
+	// is built for; unpinned, the scheduler often runs both processes of a
+	// ping-pong on one CPU. DefaultCPUs gives the first two.
+	CPUs []int
+	// InProcess makes each measurement from this process rather than from
+	// a fresh driver process. The numbers then depend on what ran before
+	// in the process (tests use it); it cannot be combined with CPUs.
+	InProcess bool
 }
 
 // Report is the outcome of a run; its JSON form is the output of
@@ -97,6 +109,12 @@ type Settings struct {
 	MaxRoundTrips int      `json:"max_round_trips"`
 	Sizes         []int    `json:"sizes"`
 	Transports    []string `json:"transports"`
+	// CPUs are the CPUs the measuring process and its peer were pinned
+	// to; null when they were not pinned.
+	CPUs []int `json:"cpus"`
+	// Isolated is true when each measurement ran in a fresh pair of
+	// processes.
+	Isolated bool `json:"isolated"`
 }
 
 // Result is the measurement of one transport at one message size. A
@@ -204,7 +222,10 @@ func (o *Options) normalize() error {
 	if o.MaxRoundTrips < 1 {
 		return fmt.Errorf("max round trips %d must be at least 1", o.MaxRoundTrips)
 	}
-	return nil
+	if len(o.CPUs) > 0 && o.InProcess {
+		return fmt.Errorf("%w: pinning needs a fresh process per measurement (not InProcess)", errPinning)
+	}
+	return checkCPUs(o.CPUs)
 }
 
 // maxRetries is how many times a measurement that failed for want of a
@@ -288,6 +309,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		Settings: Settings{
 			DurationNs: int64(opts.Duration), WarmupNs: int64(warmup(opts.Duration)),
 			MaxRoundTrips: opts.MaxRoundTrips, Sizes: opts.Sizes, Transports: names,
+			CPUs: opts.CPUs, Isolated: !opts.InProcess,
 		},
 		Results: []Result{},
 	}
@@ -319,8 +341,12 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			for attempt := 0; ; attempt++ {
 				r = Result{Transport: name, Size: size, Baseline: IsBaseline(name), Retries: attempt}
 				m := &measurement{ctx: ctx, opts: &opts, dir: dir, name: name, size: size, progress: pr,
-					seq: step*100 + attempt}
-				m.run(&r)
+					seq: step*100 + attempt, owner: os.Getpid()}
+				if opts.InProcess {
+					m.run(&r)
+				} else {
+					runDriver(m, &r)
+				}
 				if err := ctx.Err(); err != nil {
 					return nil, err
 				}

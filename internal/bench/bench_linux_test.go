@@ -4,11 +4,16 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -78,5 +83,73 @@ func TestCancelRemovesQueues(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestPinProcess checks that pinProcess confines the whole process (every
+// thread, since it starts over with the mask) to one CPU, keeps the
+// GOMAXPROCS it had, and leaves its children free of the marker.
+func TestPinProcess(t *testing.T) {
+	allowed, err := AllowedCPUs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpu := allowed[len(allowed)-1]
+	cmd := exec.Command(os.Args[0], pinProbeCommand, strconv.Itoa(cpu))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("probe: %v", err)
+	}
+	var got struct {
+		CPUs       []int  `json:"cpus"`
+		GOMAXPROCS int    `json:"gomaxprocs"`
+		PinnedEnv  string `json:"pinned_env"`
+	}
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatalf("probe said %q: %v", out, err)
+	}
+	if !slices.Equal(got.CPUs, []int{cpu}) {
+		t.Errorf("pinned to CPU %d, the process may run on %v", cpu, got.CPUs)
+	}
+	if want := runtime.GOMAXPROCS(0); got.GOMAXPROCS != want {
+		t.Errorf("GOMAXPROCS %d after pinning, want %d (as unpinned)", got.GOMAXPROCS, want)
+	}
+	if got.PinnedEnv != "" {
+		t.Errorf("%s=%q left for the children", pinnedEnv, got.PinnedEnv)
+	}
+
+	// A CPU the process may not use fails cleanly, without a re-exec loop.
+	cmd = exec.Command(os.Args[0], pinProbeCommand, "100000")
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "sched_setaffinity") {
+		t.Errorf("pinning to CPU 100000: %v, %q; want a sched_setaffinity error", err, out)
+	}
+}
+
+// TestPinnedRun makes pinned measurements, each in a fresh pair of
+// processes, and checks the report says so.
+func TestPinnedRun(t *testing.T) {
+	defer noLeftovers(t)
+	cpus := DefaultCPUs()
+	if len(cpus) < 2 {
+		t.Skip("fewer than two CPUs to pin to")
+	}
+	rep := run(t, Options{Transports: []string{ipc.Pipe, ipc.SHM}, Sizes: []int{64}, Duration: 50 * time.Millisecond, CPUs: cpus})
+	if !slices.Equal(rep.Settings.CPUs, cpus) || !rep.Settings.Isolated {
+		t.Errorf("settings: CPUs %v isolated %v, want %v true", rep.Settings.CPUs, rep.Settings.Isolated, cpus)
+	}
+	if len(rep.Results) != 4 {
+		t.Fatalf("%d results, want 4", len(rep.Results))
+	}
+	for i := range rep.Results {
+		r := &rep.Results[i]
+		if !r.OK() {
+			t.Errorf("%s: %s%s", r.Transport, r.Error, r.Skipped)
+			continue
+		}
+		checkNumbers(t, r)
+	}
+	if line := rep.Settings.SettingsLine(); !strings.Contains(line, fmt.Sprintf("pinned to CPU %d", cpus[0])) {
+		t.Errorf("settings line %q does not say where the processes ran", line)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -23,8 +24,9 @@ import (
 )
 
 const (
-	hangCommand = "bench-hang" // a peer that never takes part
-	muteCommand = "bench-mute" // a peer that connects, then never answers
+	hangCommand     = "bench-hang"      // a peer that never takes part
+	muteCommand     = "bench-mute"      // a peer that connects, then never answers
+	pinProbeCommand = "bench-pin-probe" // pins itself, then prints its CPUs and GOMAXPROCS
 )
 
 func TestMain(m *testing.M) {
@@ -37,6 +39,8 @@ func TestMain(m *testing.M) {
 			os.Exit(0)
 		case muteCommand:
 			os.Exit(mutePeer(os.Args[2:]))
+		case pinProbeCommand:
+			os.Exit(pinProbe(os.Args[2:]))
 		}
 	}
 	ipctest.Main(m, nil)
@@ -271,7 +275,8 @@ func TestSkipped(t *testing.T) {
 	defer noLeftovers(t)
 	testUnavailable = map[string]bool{"raw-pipe": true}
 	defer func() { testUnavailable = map[string]bool{} }()
-	rep := run(t, Options{Transports: []string{"raw-pipe", "raw-fifo"}, Sizes: []int{64}, Duration: 50 * time.Millisecond})
+	rep := run(t, Options{Transports: []string{"raw-pipe", "raw-fifo"}, Sizes: []int{64}, Duration: 50 * time.Millisecond,
+		InProcess: true}) // testUnavailable is this process's
 	r := rep.Find("raw-pipe", 64)
 	if r == nil || r.Skipped == "" || r.Error != "" || r.RTTP50 != 0 || r.MsgsPerS != 0 {
 		t.Fatalf("raw-pipe: %+v, want skipped", r)
@@ -330,7 +335,7 @@ func TestHungPeer(t *testing.T) {
 		t.Run(tr, func(t *testing.T) {
 			start := time.Now()
 			rep := run(t, Options{Transports: []string{tr}, NoBaselines: true, Sizes: []int{64},
-				Duration: 50 * time.Millisecond, Command: hang})
+				Duration: 50 * time.Millisecond, Command: hang, InProcess: true})
 			r := rep.Results[0]
 			if r.Skipped != "" {
 				t.Skipf("%s skipped: %s", tr, r.Skipped)
@@ -383,7 +388,7 @@ func TestMutePeer(t *testing.T) {
 		t.Run(tr, func(t *testing.T) {
 			start := time.Now()
 			rep := run(t, Options{Transports: []string{tr}, NoBaselines: true, Sizes: []int{64},
-				Duration: 50 * time.Millisecond, Command: mute})
+				Duration: 50 * time.Millisecond, Command: mute, InProcess: true})
 			r := rep.Results[0]
 			if r.Skipped != "" {
 				t.Skipf("%s skipped: %s", tr, r.Skipped)
@@ -422,6 +427,12 @@ func TestOptions(t *testing.T) {
 		{Sizes: []int{MaxSize + 1}},
 		{Duration: time.Millisecond},
 		{Transports: []string{}},
+		{CPUs: []int{0}},
+		{CPUs: []int{0, 1, 2}},
+		{CPUs: []int{0, 0}},
+		{CPUs: []int{0, 1 << 20}},
+		{CPUs: []int{0, -1}},
+		{CPUs: []int{0, 1}, InProcess: true},
 	} {
 		if _, err := Run(context.Background(), o); err == nil {
 			t.Errorf("Run(%+v) accepted", o)
@@ -587,4 +598,25 @@ func TestFormat(t *testing.T) {
 	if got := decadeRate(1e7); got != "10 M" {
 		t.Errorf("decadeRate = %q", got)
 	}
+}
+
+// pinProbe pins this process to the CPU in args[0] and prints the CPUs it
+// may then run on and its GOMAXPROCS, as JSON.
+func pinProbe(args []string) int {
+	cpu, err := strconv.Atoi(args[0])
+	if err == nil {
+		err = pinProcess(cpu)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	cpus, err := AllowedCPUs()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	_ = json.NewEncoder(os.Stdout).Encode(map[string]any{"cpus": cpus, "gomaxprocs": runtime.GOMAXPROCS(0),
+		"pinned_env": os.Getenv(pinnedEnv)})
+	return 0
 }

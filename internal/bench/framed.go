@@ -58,7 +58,7 @@ func (s *framedSetup) prepare() ([]string, []*os.File, error) {
 			}
 			s.addr = "tcp://127.0.0.1:" + strconv.Itoa(port)
 		case ipc.PosixMQ:
-			s.addr = fmt.Sprintf("posixmq:///ipcbench-%d-%d", os.Getpid(), m.seq)
+			s.addr = fmt.Sprintf("posixmq:///ipcbench-%d-%d", m.owner, m.seq)
 		default:
 			s.addr = m.name + "://" + filepath.Join(m.dir, base)
 		}

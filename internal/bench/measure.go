@@ -97,6 +97,7 @@ type measurement struct {
 	name     string
 	size     int
 	seq      int
+	owner    int // the pid that names what outlives processes (queues)
 	progress func(phase string)
 	exited   <-chan struct{} // closed when the peer has exited
 }
@@ -172,6 +173,9 @@ func (m *measurement) run(r *Result) {
 	limit := m.pairLimit()
 	peerArgs := append([]string{"--transport", m.name, "--size", strconv.Itoa(m.size),
 		"--limit", limit.String()}, args...)
+	if len(m.opts.CPUs) == 2 {
+		peerArgs = append(peerArgs, "--cpu", strconv.Itoa(m.opts.CPUs[1]))
+	}
 	cmd, err := m.opts.Command(peerArgs...)
 	if err != nil {
 		closeAll(files)

@@ -25,6 +25,16 @@ type peerArgs struct {
 	addr      string // address, socket path, first FIFO or queue name
 	addr2     string // second FIFO or queue name
 	mem       int    // size of the shared mapping (raw-shmspin)
+	cpu       int    // the CPU to run on, or -1
+
+	// The driver role only.
+	role          string
+	duration      time.Duration
+	maxRoundTrips int
+	dir           string
+	seq           int
+	owner         int
+	peerCPU       int // the CPU of the driver's peer, or -1
 }
 
 // RunPeer is the body of a peer process. It returns the exit code; errors
@@ -40,6 +50,14 @@ func RunPeer(args []string, stderr io.Writer) int {
 	fs.StringVar(&a.addr, "addr", "", "address")
 	fs.StringVar(&a.addr2, "addr2", "", "second address")
 	fs.IntVar(&a.mem, "mem", 0, "size of the shared mapping")
+	fs.IntVar(&a.cpu, "cpu", -1, "run on this CPU only")
+	fs.StringVar(&a.role, "role", "", `"driver": make one measurement as its measuring end`)
+	fs.DurationVar(&a.duration, "duration", time.Second, "driver: measurement duration")
+	fs.IntVar(&a.maxRoundTrips, "max-round-trips", 1_000_000, "driver: most round trips")
+	fs.StringVar(&a.dir, "dir", "", "driver: directory for files")
+	fs.IntVar(&a.seq, "seq", 0, "driver: measurement number")
+	fs.IntVar(&a.owner, "owner", 0, "driver: pid that names queues")
+	fs.IntVar(&a.peerCPU, "peer-cpu", -1, "driver: the peer's CPU")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -47,11 +65,20 @@ func RunPeer(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%s: bad size %d\n", PeerCommand, a.size)
 		return 2
 	}
+	if a.cpu >= 0 {
+		if err := pinProcess(a.cpu); err != nil {
+			fmt.Fprintf(stderr, "%s %s: %v\n", PeerCommand, a.transport, err)
+			return 1
+		}
+	}
 	// Never outlive the pair's time limit, whatever the parent does.
 	time.AfterFunc(a.limit, func() {
 		fmt.Fprintf(stderr, "%s %s: time limit %v reached\n", PeerCommand, a.transport, a.limit)
 		os.Exit(3)
 	})
+	if a.role == driverRole {
+		return driverMain(a, os.Stdout, stderr)
+	}
 	if err := runPeer(a); err != nil {
 		if isSkip(err) {
 			fmt.Fprintf(stderr, "%s%s\n", skipPrefix, skipReason(err))

@@ -612,7 +612,7 @@ type rawMQSetup struct {
 }
 
 func (s *rawMQSetup) prepare() ([]string, []*os.File, error) {
-	base := fmt.Sprintf("/ipcbench-%d-%d-raw", os.Getpid(), s.m.seq)
+	base := fmt.Sprintf("/ipcbench-%d-%d-raw", s.m.owner, s.m.seq)
 	names := []string{base + ".p2c", base + ".c2p"}
 	attr := mqAttr{Maxmsg: queueDepth, Msgsize: int64(min(s.m.size, queueChunk))}
 	for _, n := range names {

@@ -92,8 +92,15 @@ func (m Machine) Busy() string {
 
 // SettingsLine describes how each measurement ran.
 func (s Settings) SettingsLine() string {
-	return fmt.Sprintf("each measurement: %v warm-up, then %v (round trips: at most %d)",
-		time.Duration(s.WarmupNs), time.Duration(s.DurationNs), s.MaxRoundTrips)
+	where := "in this process and a peer, not pinned"
+	switch {
+	case s.Isolated && len(s.CPUs) == 2:
+		where = fmt.Sprintf("in a fresh process pinned to CPU %d and its peer pinned to CPU %d", s.CPUs[0], s.CPUs[1])
+	case s.Isolated:
+		where = "in a fresh pair of processes, not pinned"
+	}
+	return fmt.Sprintf("each measurement %s: %v warm-up, then %v (round trips: at most %d)",
+		where, time.Duration(s.WarmupNs), time.Duration(s.DurationNs), s.MaxRoundTrips)
 }
 
 func ratio(x float64) string {

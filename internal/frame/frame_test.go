@@ -495,3 +495,56 @@ func (f *flakyReader) Read(p []byte) (int, error) {
 	}
 	return f.r.Read(p)
 }
+
+// asks records the length of each Read's buffer.
+type asks struct {
+	r    io.Reader
+	lens []int
+}
+
+func (a *asks) Read(p []byte) (int, error) {
+	a.lens = append(a.lens, len(p))
+	return a.r.Read(p)
+}
+
+// TestReaderAsksForAboutOneFrame checks that a read asks for about the size
+// of the last frame (a whole buffer before the first), so that a reader of
+// small messages takes them one at a time, and that the messages are right
+// whatever the sizes do.
+func TestReaderAsksForAboutOneFrame(t *testing.T) {
+	msgs := [][]byte{make([]byte, 100), make([]byte, 100), make([]byte, 10), make([]byte, 5000), make([]byte, 3)}
+	for i, m := range msgs {
+		for j := range m {
+			m[j] = byte(i + j)
+		}
+	}
+	a := &asks{r: bytes.NewReader(encode(msgs, 0))}
+	got, err := readAll(NewReader(a, 1<<20))
+	if err != io.EOF {
+		t.Fatalf("ended with %v, want io.EOF", err)
+	}
+	equalMsgs(t, got, msgs)
+	if a.lens[0] != 64<<10 {
+		t.Errorf("first read asked for %d bytes, want the whole buffer", a.lens[0])
+	}
+	// After the first read (which took everything), each message's frame is
+	// already buffered; feed them one read at a time to see the asks.
+	a = &asks{r: iotest.OneByteReader(bytes.NewReader(encode(msgs[:3], 0)))}
+	rd := NewReader(a, 1<<20)
+	if _, err := rd.Read(nil); err != nil {
+		t.Fatal(err)
+	}
+	a.lens = a.lens[:0]
+	if _, err := rd.Read(nil); err != nil {
+		t.Fatal(err)
+	}
+	// The second message's reads fill the buffer towards one 108-byte frame.
+	if len(a.lens) == 0 || a.lens[0] != HeaderSize+100 {
+		t.Errorf("after a 100-byte message, reads asked for %v; want the first to ask for %d", a.lens, HeaderSize+100)
+	}
+	for _, n := range a.lens {
+		if n > HeaderSize+100 {
+			t.Errorf("a read asked for %d bytes, more than one 108-byte frame", n)
+		}
+	}
+}

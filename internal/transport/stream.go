@@ -33,7 +33,8 @@ type StreamConn struct {
 	hdr  [frame.HeaderSize]byte
 	sbuf []byte // header and small payload, sent with one write
 	bufs net.Buffers
-	tail []byte // the unwritten rest of a frame an interrupted Send began
+	fw   *fileWriter // pipes and FIFOs: one writev(2) per frame
+	tail []byte      // the unwritten rest of a frame an interrupted Send began
 
 	dl     Deadline
 	closed atomic.Bool
@@ -42,7 +43,7 @@ type StreamConn struct {
 // NewStreamConn returns a conn that reads frames from r and writes them to
 // w (often the same stream); Close closes closers.
 func NewStreamConn(r, w ReadWriteDeadliner, max int, closers ...io.Closer) *StreamConn {
-	return &StreamConn{r: r, w: w, closers: closers, max: max, rd: frame.NewReader(r, max)}
+	return &StreamConn{r: r, w: w, closers: closers, max: max, rd: frame.NewReader(r, max), fw: newFileWriter(w)}
 }
 
 // Send writes msg as one frame, header and payload in one system call.
@@ -70,6 +71,8 @@ func (c *StreamConn) Send(ctx context.Context, msg []byte) error {
 		if len(msg) <= 512 { // small: one copy beats a two-element writev
 			c.sbuf = append(append(c.sbuf[:0], c.hdr[:]...), msg...)
 			n, err = c.w.Write(c.sbuf)
+		} else if c.fw != nil {
+			n, err = c.fw.writev2(c.hdr[:], msg)
 		} else {
 			c.bufs = net.Buffers{c.hdr[:], msg}
 			var n64 int64

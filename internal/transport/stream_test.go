@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"syscall"
 	"testing"
@@ -136,8 +137,42 @@ func TestStreamConnPeerGoneMidMessage(t *testing.T) {
 // in the middle of a message leave the connection usable: the next Send
 // writes the rest of the frame first, the next Recv resumes the message,
 // and both messages arrive whole and in order.
+// TestStreamConnInterrupted runs over sockets (net.Buffers, writev through
+// the net package) and over pipes (the transport's own writev).
 func TestStreamConnInterrupted(t *testing.T) {
-	a, b, _, _ := streamPair(t, 8<<20, 16<<10)
+	t.Run("socket", func(t *testing.T) {
+		a, b, _, _ := streamPair(t, 8<<20, 16<<10)
+		testInterrupted(t, a, b)
+	})
+	t.Run("pipe", func(t *testing.T) {
+		a, b := pipeStreams(t, 16<<10)
+		if a.fw == nil && runtime.GOOS == "linux" {
+			t.Fatal("a StreamConn over pipes does not write frames with writev")
+		}
+		testInterrupted(t, a, b)
+	})
+}
+
+// pipeStreams returns two StreamConns over two pipes of buf bytes each.
+func pipeStreams(t *testing.T, buf int) (*StreamConn, *StreamConn) {
+	t.Helper()
+	ar, bw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	br, aw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []*os.File{ar, bw, br, aw} {
+		setPipeSize(f, buf)
+	}
+	a, b := NewStreamConn(ar, aw, 8<<20, ar, aw), NewStreamConn(br, bw, 8<<20, br, bw)
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
+}
+
+func testInterrupted(t *testing.T, a, b *StreamConn) {
 	m1, m2 := msgOf(4<<20, 7), msgOf(3000, 9)
 
 	// Nobody reads: the Send fills the socket buffers and times out with

@@ -386,6 +386,8 @@ func Dial(ctx context.Context, path string, o *transport.Options) (transport.Con
 	d.w0 = -1
 	r, w := os.NewFile(uintptr(d.r), base+".s2c"), os.NewFile(uintptr(d.w), base+".c2s")
 	d.r, d.w = -1, -1
+	transport.GrowPipe(r)
+	transport.GrowPipe(w)
 	return transport.NewStreamConn(r, w, o.MaxMessageSize, r, w), nil
 }
 

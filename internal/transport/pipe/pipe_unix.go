@@ -32,6 +32,8 @@ func Start(cmd *exec.Cmd, o *transport.Options) (transport.Conn, error) {
 		cw.Close()
 		return nil, err
 	}
+	transport.GrowPipe(pr)
+	transport.GrowPipe(pw)
 	first := 3 + len(cmd.ExtraFiles)
 	extra, env := cmd.ExtraFiles, cmd.Env
 	cmd.ExtraFiles = append(cmd.ExtraFiles[:len(cmd.ExtraFiles):len(cmd.ExtraFiles)], cr, cw)

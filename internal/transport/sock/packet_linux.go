@@ -28,6 +28,15 @@ const (
 	// sndbufSlack is what the kernel keeps of SO_SNDBUF for itself: a
 	// packet may carry at most SO_SNDBUF-32 bytes (EMSGSIZE otherwise).
 	sndbufSlack = 32
+	// FirstPacket is the most payload the first packet of a message
+	// carries (PROTOCOL.md, "Socket transports"). A receiver learns a
+	// packet's length only by reading it, and a packet read into too
+	// small a buffer loses its tail; with this bound it reads a message's
+	// first packet with one recvmsg(2) into a buffer of this size, rather
+	// than peeking at its header first. Later packets of a long message
+	// are larger: the receiver peeks at those, whose system calls are few
+	// next to their copying.
+	FirstPacket = 64 << 10
 )
 
 func listenPacket(path string, o *transport.Options) (transport.Listener, error) {
@@ -61,6 +70,7 @@ type PacketConn struct {
 	rmu     sync.Mutex // serialises receivers
 	rhdr    [frame.HeaderSize]byte
 	oob     []byte
+	first   []byte     // FirstPacket bytes, for first packets the caller's buffer may not hold
 	rerr    error      // sticky: corrupt input
 	pmu     sync.Mutex // guards partial and pfds against Close
 	partial []byte     // a message cut by a timeout, to be continued
@@ -143,6 +153,9 @@ func (c *PacketConn) send(ctx context.Context, msg []byte, files []*os.File) err
 	err := transport.WithContext(ctx, &c.dl, c.uc.SetWriteDeadline, func() error {
 		for {
 			n := min(len(msg)-off, int(c.pkt.Load()))
+			if off == 0 {
+				n = min(n, FirstPacket)
+			}
 			more := off+n < len(msg)
 			frame.Header{Len: n, More: more}.Put(c.shdr[:])
 			var err error
@@ -221,7 +234,12 @@ func (c *PacketConn) recv(ctx context.Context, buf []byte) ([]byte, []int, error
 		for {
 			var more bool
 			var err error
-			if out, fds, more, err = c.recvPacket(out, fds); err != nil {
+			if !mid {
+				out, fds, more, err = c.recvFirst(out, fds)
+			} else {
+				out, fds, more, err = c.recvPacket(out, fds)
+			}
+			if err != nil {
 				return err
 			}
 			if mid = more; !more {
@@ -255,6 +273,52 @@ func (c *PacketConn) recv(ctx context.Context, buf []byte) ([]byte, []int, error
 	}
 	closeFDs(fds)
 	return buf[:0], nil, err
+}
+
+// recvFirst reads the first packet of a message with one recvmsg(2): into
+// out if it has room for FirstPacket bytes, else into c.first and then out.
+// A longer packet (from a sender that does not keep the bound) is reported
+// as corrupt, its tail being lost.
+func (c *PacketConn) recvFirst(out []byte, fds []int) ([]byte, []int, bool, error) {
+	start := len(out)
+	direct := cap(out)-start >= FirstPacket
+	var dst []byte
+	if direct {
+		dst = out[start : start+FirstPacket]
+	} else {
+		if c.first == nil {
+			c.first = make([]byte, FirstPacket)
+		}
+		dst = c.first
+	}
+	n, oobn, flags, err := c.raw.recv(c.rhdr[:], dst, c.oob, unix.MSG_CMSG_CLOEXEC|unix.MSG_TRUNC)
+	if err != nil {
+		return out, fds, false, err
+	}
+	if oobn > 0 {
+		fds = append(fds, rights(c.oob[:oobn])...)
+	}
+	if n == 0 {
+		return out, fds, false, io.EOF // peer gone (a packet is never empty)
+	}
+	if n < frame.HeaderSize {
+		return out, fds, false, fmt.Errorf("%w: %d-byte packet", ipcerr.ErrCorruptFrame, n)
+	}
+	if flags&unix.MSG_TRUNC != 0 || n > frame.HeaderSize+FirstPacket {
+		return out, fds, false, fmt.Errorf("%w: a message's first packet has %d bytes, at most %d allowed",
+			ipcerr.ErrCorruptFrame, n, frame.HeaderSize+FirstPacket)
+	}
+	h, err := frame.Parse(c.rhdr[:], c.max-start)
+	if err != nil {
+		return out, fds, false, err
+	}
+	if n != frame.HeaderSize+h.Len {
+		return out, fds, false, fmt.Errorf("%w: %d-byte packet, its header says %d", ipcerr.ErrCorruptFrame, n, frame.HeaderSize+h.Len)
+	}
+	if direct {
+		return out[:start+h.Len], fds, h.More, nil
+	}
+	return append(out, c.first[:h.Len]...), fds, h.More, nil
 }
 
 // recvPacket reads one packet, appending its payload to out and its

@@ -51,8 +51,9 @@ func header(n int, more bool) []byte {
 }
 
 // TestPacketSplit sends a 16 MiB message and reads the packets raw: each is
-// one frame of at most PacketSize bytes, "more" on all but the last, and
-// together they are the message.
+// one frame, the first of FirstPacket payload bytes and the others of at
+// most PacketSize, "more" on all but the last, and together they are the
+// message.
 func TestPacketSplit(t *testing.T) {
 	accept, addr := rawPacketServer(t)
 	ctx := ctxT(t)
@@ -84,6 +85,9 @@ func TestPacketSplit(t *testing.T) {
 		if err != nil || n != frame.HeaderSize+h.Len {
 			t.Fatalf("packet %d of %d bytes: header %+v, %v", packets, n, h, err)
 		}
+		if packets == 1 && h.Len != sock.FirstPacket {
+			t.Fatalf("first packet of %d payload bytes, want %d", h.Len, sock.FirstPacket)
+		}
 		got = append(got, buf[frame.HeaderSize:n]...)
 		if !h.More {
 			break
@@ -92,7 +96,7 @@ func TestPacketSplit(t *testing.T) {
 	wait()
 	sameBytes(t, got, msg)
 	size := packetConn(t, c).PacketSize()
-	if want := (len(msg) + size - 1) / size; packets != want {
+	if want := 1 + (len(msg)-sock.FirstPacket+size-1)/size; packets != want {
 		t.Fatalf("%d packets of at most %d bytes for %d bytes, want %d", packets, size, len(msg), want)
 	}
 	t.Logf("16 MiB in %d packets of up to %d payload bytes", packets, size)
@@ -142,7 +146,10 @@ func TestPacketReassembly(t *testing.T) {
 	for _, bad := range [][]byte{
 		cat(header(100, false), make([]byte, 50)), // shorter than its header says
 		cat(header(10, false), make([]byte, 50)),  // longer
-		{frame.Magic, frame.Version, 0},           // a piece of a header
+		// A first packet above FirstPacket (the protocol's bound) loses
+		// its tail when read; the header may be honest.
+		cat(header(sock.FirstPacket+1, false), make([]byte, sock.FirstPacket+1)),
+		{frame.Magic, frame.Version, 0}, // a piece of a header
 		cat([]byte{0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 0}, []byte("junk")),
 	} {
 		c2, err := ipc.Dial(ctx, addr, nil)
@@ -187,7 +194,8 @@ func TestPacketSizeLimits(t *testing.T) {
 	s, c := pair(t, addr, nil, nil)
 	ctx := ctxT(t)
 	size := packetConn(t, c).PacketSize()
-	for _, n := range []int{0, 1, size - 1, size, size + 1, 2 * size, 2*size + 1} {
+	first := sock.FirstPacket
+	for _, n := range []int{0, 1, first - 1, first, first + 1, first + size - 1, first + size, first + size + 1, 2 * size, 2*size + 1} {
 		msg := pattern(n, byte(n))
 		wait := run(t, func() {
 			if err := c.Send(ctx, msg); err != nil {

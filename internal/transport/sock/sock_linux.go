@@ -284,20 +284,7 @@ func (r *rawIO) recv(a, b, oob []byte, flags int) (n, oobn, outFlags int, err er
 }
 
 func (r *rawIO) doRead(fd uintptr) bool {
-	for {
-		n, _, e := unix.Syscall(unix.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&r.rmsg)), uintptr(r.rflags))
-		switch e {
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			return false
-		case 0:
-			r.rn, r.rerr = int(n), nil
-		default:
-			r.rn, r.rerr = 0, os.NewSyscallError("recvmsg", e)
-		}
-		return true
-	}
+	return transport.PollSyscall("recvmsg", unix.SYS_RECVMSG, fd, unsafe.Pointer(&r.rmsg), uintptr(r.rflags), &r.rn, &r.rerr)
 }
 
 // send writes a then b with one sendmsg and control bytes oob; on a stream
@@ -319,20 +306,7 @@ func (r *rawIO) send(a, b, oob []byte) (int, error) {
 }
 
 func (r *rawIO) doWrite(fd uintptr) bool {
-	for {
-		n, _, e := unix.Syscall(unix.SYS_SENDMSG, fd, uintptr(unsafe.Pointer(&r.wmsg)), unix.MSG_NOSIGNAL)
-		switch e {
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			return false
-		case 0:
-			r.wn, r.werr = int(n), nil
-		default:
-			r.wn, r.werr = 0, os.NewSyscallError("sendmsg", e)
-		}
-		return true
-	}
+	return transport.PollSyscall("sendmsg", unix.SYS_SENDMSG, fd, unsafe.Pointer(&r.wmsg), unix.MSG_NOSIGNAL, &r.wn, &r.werr)
 }
 
 // fdQueue keeps received descriptors until the message they came with is

@@ -1,0 +1,7 @@
+//go:build !linux
+
+package transport
+
+import "os"
+
+func setPipeSize(*os.File, int) {}

@@ -62,7 +62,7 @@ func (c *StreamConn) Send(ctx context.Context, msg []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	frame.Header{Len: len(msg)}.Put(c.hdr[:])
-	err := WithContext(ctx, &c.dl, c.w.SetWriteDeadline, func() error {
+	err := WithWriteContext(ctx, &c.dl, c.w, func() error {
 		if err := c.flush(); err != nil {
 			return err
 		}
@@ -103,7 +103,7 @@ func (c *StreamConn) Flush(ctx context.Context) error {
 	if len(c.tail) == 0 {
 		return nil
 	}
-	return c.fix(WithContext(ctx, &c.dl, c.w.SetWriteDeadline, c.flush))
+	return c.fix(WithWriteContext(ctx, &c.dl, c.w, c.flush))
 }
 
 // flush writes c.tail, keeping what it could not write.
@@ -128,7 +128,7 @@ func (c *StreamConn) Recv(ctx context.Context, buf []byte) ([]byte, error) {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
 	var out []byte
-	err := WithContext(ctx, &c.dl, c.r.SetReadDeadline, func() error {
+	err := WithReadContext(ctx, &c.dl, c.r, func() error {
 		var err error
 		out, err = c.rd.Read(buf)
 		return err

@@ -96,6 +96,23 @@ func WithContext(ctx context.Context, user *Deadline, set func(time.Time) error,
 	return err
 }
 
+// WithReadContext is WithContext for a read on d: without a context that
+// can end, it calls op and nothing else (no allocation).
+func WithReadContext(ctx context.Context, user *Deadline, d Deadliner, op func() error) error {
+	if ctx.Done() == nil {
+		return op()
+	}
+	return WithContext(ctx, user, d.SetReadDeadline, op)
+}
+
+// WithWriteContext is WithContext for a write on d.
+func WithWriteContext(ctx context.Context, user *Deadline, d Deadliner, op func() error) error {
+	if ctx.Done() == nil {
+		return op()
+	}
+	return WithContext(ctx, user, d.SetWriteDeadline, op)
+}
+
 // IsTimeout reports whether err is a deadline error.
 func IsTimeout(err error) bool {
 	var ne net.Error

@@ -41,13 +41,13 @@ const (
 
 func listenPacket(path string, o *transport.Options) (transport.Listener, error) {
 	return listenConns(path, unix.SOCK_SEQPACKET, o, func(uc *net.UnixConn, cred Cred) (transport.Conn, error) {
-		return newPacketConn(uc, cred, o.MaxMessageSize)
+		return newPacketConn(uc, cred, o)
 	})
 }
 
 func dialPacket(ctx context.Context, path string, o *transport.Options) (transport.Conn, error) {
 	return dialConn(ctx, "unixpacket", path, o, func(uc *net.UnixConn, cred Cred) (transport.Conn, error) {
-		return newPacketConn(uc, cred, o.MaxMessageSize)
+		return newPacketConn(uc, cred, o)
 	})
 }
 
@@ -80,7 +80,8 @@ type PacketConn struct {
 	closed atomic.Bool
 }
 
-func newPacketConn(uc *net.UnixConn, cred Cred, maxSize int) (*PacketConn, error) {
+func newPacketConn(uc *net.UnixConn, cred Cred, o *transport.Options) (*PacketConn, error) {
+	maxSize := o.MaxMessageSize
 	raw, err := newRawIO(uc)
 	if err != nil {
 		return nil, err
@@ -150,7 +151,7 @@ func (c *PacketConn) send(ctx context.Context, msg []byte, files []*os.File) err
 		return c.werr
 	}
 	off := 0
-	err := transport.WithContext(ctx, &c.dl, c.uc.SetWriteDeadline, func() error {
+	err := transport.WithWriteContext(ctx, &c.dl, c.uc, func() error {
 		for {
 			n := min(len(msg)-off, int(c.pkt.Load()))
 			if off == 0 {
@@ -200,7 +201,7 @@ func (c *PacketConn) send(ctx context.Context, msg []byte, files []*os.File) err
 // Recv receives the next message into buf[:0]. Descriptors that came with
 // it are closed.
 func (c *PacketConn) Recv(ctx context.Context, buf []byte) ([]byte, error) {
-	msg, fds, err := c.recv(ctx, buf)
+	msg, fds, err := c.recv(ctx, buf, false)
 	closeFDs(fds)
 	return msg, err
 }
@@ -209,11 +210,13 @@ func (c *PacketConn) Recv(ctx context.Context, buf []byte) ([]byte, error) {
 // it (none for a message sent with Send). The caller owns the files; they
 // are close-on-exec.
 func (c *PacketConn) RecvFiles(ctx context.Context, buf []byte) ([]byte, []*os.File, error) {
-	msg, fds, err := c.recv(ctx, buf)
+	msg, fds, err := c.recv(ctx, buf, true)
 	return msg, toFiles(fds), err
 }
 
-func (c *PacketConn) recv(ctx context.Context, buf []byte) ([]byte, []int, error) {
+// recv receives a message; its descriptors only if files (else the kernel
+// closes them).
+func (c *PacketConn) recv(ctx context.Context, buf []byte, files bool) ([]byte, []int, error) {
 	if c.closed.Load() {
 		return buf[:0], nil, net.ErrClosed
 	}
@@ -230,12 +233,12 @@ func (c *PacketConn) recv(ctx context.Context, buf []byte) ([]byte, []int, error
 		c.partial, c.pfds = nil, nil
 	}
 	c.pmu.Unlock()
-	err := transport.WithContext(ctx, &c.dl, c.uc.SetReadDeadline, func() error {
+	err := transport.WithReadContext(ctx, &c.dl, c.uc, func() error {
 		for {
 			var more bool
 			var err error
 			if !mid {
-				out, fds, more, err = c.recvFirst(out, fds)
+				out, fds, more, err = c.recvFirst(out, fds, files)
 			} else {
 				out, fds, more, err = c.recvPacket(out, fds)
 			}
@@ -275,28 +278,37 @@ func (c *PacketConn) recv(ctx context.Context, buf []byte) ([]byte, []int, error
 	return buf[:0], nil, err
 }
 
-// recvFirst reads the first packet of a message with one recvmsg(2): into
-// out if it has room for FirstPacket bytes, else into c.first and then out.
+// recvFirst reads the first packet of a message with one system call
+// (recvmsg(2) if files, for the descriptors, else readv(2)): into out if it
+// has room for more than FirstPacket bytes, else into c.first and then out.
 // A longer packet (from a sender that does not keep the bound) is reported
-// as corrupt, its tail being lost.
-func (c *PacketConn) recvFirst(out []byte, fds []int) ([]byte, []int, bool, error) {
+// as corrupt, its tail being lost; the byte past FirstPacket tells readv's
+// caller, which does not learn a packet's real length.
+func (c *PacketConn) recvFirst(out []byte, fds []int, files bool) ([]byte, []int, bool, error) {
 	start := len(out)
-	direct := cap(out)-start >= FirstPacket
+	direct := cap(out)-start > FirstPacket
 	var dst []byte
 	if direct {
-		dst = out[start : start+FirstPacket]
+		dst = out[start : start+FirstPacket+1]
 	} else {
 		if c.first == nil {
-			c.first = make([]byte, FirstPacket)
+			c.first = make([]byte, FirstPacket+1)
 		}
 		dst = c.first
 	}
-	n, oobn, flags, err := c.raw.recv(c.rhdr[:], dst, c.oob, unix.MSG_CMSG_CLOEXEC|unix.MSG_TRUNC)
+	var n, flags int
+	var err error
+	if files {
+		var oobn int
+		n, oobn, flags, err = c.raw.recv(c.rhdr[:], dst, c.oob, unix.MSG_CMSG_CLOEXEC|unix.MSG_TRUNC)
+		if oobn > 0 {
+			fds = append(fds, rights(c.oob[:oobn])...)
+		}
+	} else {
+		n, err = c.raw.readv(c.rhdr[:], dst)
+	}
 	if err != nil {
 		return out, fds, false, err
-	}
-	if oobn > 0 {
-		fds = append(fds, rights(c.oob[:oobn])...)
 	}
 	if n == 0 {
 		return out, fds, false, io.EOF // peer gone (a packet is never empty)

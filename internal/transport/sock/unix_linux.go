@@ -19,13 +19,13 @@ import (
 
 func listenStream(path string, o *transport.Options) (transport.Listener, error) {
 	return listenConns(path, unix.SOCK_STREAM, o, func(uc *net.UnixConn, cred Cred) (transport.Conn, error) {
-		return newUnixConn(uc, cred, o.MaxMessageSize)
+		return newUnixConn(uc, cred, o)
 	})
 }
 
 func dialStream(ctx context.Context, path string, o *transport.Options) (transport.Conn, error) {
 	return dialConn(ctx, "unix", path, o, func(uc *net.UnixConn, cred Cred) (transport.Conn, error) {
-		return newUnixConn(uc, cred, o.MaxMessageSize)
+		return newUnixConn(uc, cred, o)
 	})
 }
 
@@ -112,7 +112,8 @@ type UnixConn struct {
 	closed atomic.Bool
 }
 
-func newUnixConn(uc *net.UnixConn, cred Cred, max int) (*UnixConn, error) {
+func newUnixConn(uc *net.UnixConn, cred Cred, o *transport.Options) (*UnixConn, error) {
+	max := o.MaxMessageSize
 	raw, err := newRawIO(uc)
 	if err != nil {
 		return nil, err
@@ -134,7 +135,7 @@ func (c *UnixConn) Send(ctx context.Context, msg []byte) error {
 		if err := frame.CheckSize(len(msg), c.max); err != nil {
 			return err
 		}
-		if err := c.fix(transport.WithContext(ctx, &c.dl, c.uc.SetWriteDeadline, c.flush)); err != nil {
+		if err := c.fix(transport.WithWriteContext(ctx, &c.dl, c.uc, c.flush)); err != nil {
 			return err
 		}
 	}
@@ -215,7 +216,7 @@ func (c *UnixConn) SendFiles(ctx context.Context, msg []byte, files ...*os.File)
 	}
 	var hdr [frame.HeaderSize]byte
 	frame.Header{Len: len(msg)}.Put(hdr[:])
-	err := transport.WithContext(ctx, &c.dl, c.uc.SetWriteDeadline, func() error {
+	err := transport.WithWriteContext(ctx, &c.dl, c.uc, func() error {
 		if err := c.flush(); err != nil {
 			return err
 		}

@@ -21,10 +21,10 @@
 //   - Each side holds an OFD write lock on its own byte of the liveness
 //     file (client byte 0, listener byte 1). The kernel drops the lock when
 //     the holder closes the connection or dies, by any signal: a Send or
-//     Recv that has to wait tests the peer's byte with F_OFD_GETLK before
-//     waiting and at least every 100 ms while it waits, and returns io.EOF
-//     once the peer is gone (after the messages already queued). No
-//     process id is involved.
+//     Recv that waits tests the peer's byte with F_OFD_GETLK at least
+//     every 100 ms (every 5 ms while it waits in the kernel, see below),
+//     and returns io.EOF once the peer is gone (after the messages already
+//     queued). No process id is involved.
 //   - A queue message is one frame (internal/frame): a message larger than
 //     the queue's message size minus the 8-byte header is split into
 //     frames with the "more" flag and reassembled, so any message up to
@@ -32,7 +32,20 @@
 //     message's priority; the receiver reassembles per priority (see
 //     SendPriority).
 //
-// The queues are non-blocking descriptors waited on with the Go runtime's
-// poller (a queue descriptor is pollable on Linux), so a blocked Send or
-// Recv holds no thread, and contexts and deadlines interrupt it at once.
+// The queues of a connection are descriptors in blocking mode. A Send or
+// Recv that has to wait does so inside mq_timedsend or mq_timedreceive, as
+// a C program would, where the kernel hands messages straight to a waiting
+// receiver and moves a waiting sender's message into the room a receiver
+// makes; before that it lets the goroutines that are ready run. Such a
+// wait holds its thread and lasts 5 ms at most (a slice): Close, the end
+// of its context or a SetDeadline made meanwhile take effect at the end of
+// the slice; deadlines known when the wait starts end it on time. A wait
+// longer than a slice or two continues in the Go runtime's poller, holding
+// no thread, where Close, contexts and deadlines interrupt it at once.
+// While a call waits in the kernel, its thread keeps the processor
+// (GOMAXPROCS) until the runtime takes it back, from 20 µs to 10 ms later:
+// with GOMAXPROCS 1, other goroutines may wait that long to run.
+//
+// The listener's control queue is non-blocking and waited on in the
+// poller only.
 package posixmq

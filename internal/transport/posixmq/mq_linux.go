@@ -106,7 +106,7 @@ func Listen(name string, o *transport.Options) (transport.Listener, error) {
 		_ = mqUnlink(name)
 		return fail(&os.PathError{Op: "chmod", Path: name, Err: err})
 	}
-	ctl, err := newSide(fd, name, false)
+	ctl, err := newPollQueue(fd, name)
 	if err != nil {
 		_ = mqUnlink(name)
 		return fail(err)
@@ -195,10 +195,49 @@ func isHexID(s string) bool {
 	return err == nil
 }
 
+// pollQueue is the listener's control queue: a non-blocking descriptor
+// waited on with the runtime poller (a queue descriptor is pollable), so
+// that a listener holds no thread while no one dials, and Close ends its
+// wait at once.
+type pollQueue struct {
+	f   *os.File
+	raw syscall.RawConn
+}
+
+func newPollQueue(fd int, name string) (*pollQueue, error) {
+	f := os.NewFile(uintptr(fd), name) // non-blocking: the poller takes it
+	raw, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &pollQueue{f: f, raw: raw}, nil
+}
+
+// recv receives a message into buf, waiting in the poller while the queue
+// is empty, until the file's read deadline. It returns the error of the
+// wait (the file closed, its deadline passed) or of mq_timedreceive.
+func (q *pollQueue) recv(buf []byte) (int, error) {
+	var n int
+	var prio uint32
+	var e syscall.Errno
+	err := q.raw.Read(func(fd uintptr) bool {
+		n, e = mqRecv(fd, buf, &prio, nil)
+		return e != unix.EAGAIN
+	})
+	if err != nil {
+		return 0, err
+	}
+	if e != 0 {
+		return 0, e
+	}
+	return n, nil
+}
+
 type listener struct {
 	name    string
 	o       *transport.Options
-	ctl     *side
+	ctl     *pollQueue
 	lock    *os.File
 	backlog *transport.Backlog
 	wg      sync.WaitGroup
@@ -210,16 +249,11 @@ func (l *listener) loop() {
 	defer l.wg.Done()
 	buf := make([]byte, ReqSize)
 	for {
-		var n int
-		var e error
-		err := l.ctl.do(func(fd uintptr) bool {
-			n, _, e = mqRecv(fd, buf)
-			return e != unix.EAGAIN
-		})
-		if err != nil || (e != nil && e != unix.EMSGSIZE) {
+		n, err := l.ctl.recv(buf)
+		if err != nil && err != unix.EMSGSIZE {
 			return // closed
 		}
-		if e == nil && n == ReqSize {
+		if err == nil && n == ReqSize {
 			l.handle(buf)
 		}
 	}
@@ -251,10 +285,12 @@ func (l *listener) handle(req []byte) {
 	ack := make([]byte, AckSize)
 	copy(ack, ackMagic)
 	ack[4], ack[5] = Version, status
-	var serr error
-	err = a.w.raw.Write(func(fd uintptr) bool { serr = mqSend(fd, ack, MaxPriority); return true })
+	// A timeout in the past: the queue is new and empty, and if the client
+	// filled it, the listener must not wait for it.
+	a.w.buf, a.w.prio = ack, MaxPriority
+	err = a.w.once(true)
 	unlink() // after the answer: the client takes names gone without an answer for a refusal
-	if err != nil || serr != nil || status != ackOK {
+	if err != nil || status != ackOK {
 		a.close()
 		return
 	}
@@ -271,7 +307,7 @@ type ends struct {
 func (e *ends) close() {
 	for _, s := range []*side{e.r, e.w} {
 		if s != nil {
-			s.f.Close()
+			s.close()
 		}
 	}
 	if e.live != nil {
@@ -301,14 +337,14 @@ func openServerEnds(live, c2s, s2c string) (_ *ends, err error) {
 	if !lockHeld(e.live, clientByte) {
 		return nil, io.EOF // the client is gone
 	}
-	rfd, err := mqOpen(c2s, unix.O_RDONLY|unix.O_NONBLOCK, 0, nil)
+	rfd, err := mqOpen(c2s, unix.O_RDONLY, 0, nil)
 	if err != nil {
 		return nil, err
 	}
 	if e.r, err = newSide(rfd, c2s, false); err != nil {
 		return nil, err
 	}
-	wfd, err := mqOpen(s2c, unix.O_WRONLY|unix.O_NONBLOCK, 0, nil)
+	wfd, err := mqOpen(s2c, unix.O_WRONLY, 0, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -391,7 +427,7 @@ func Dial(ctx context.Context, name string, o *transport.Options) (transport.Con
 	if !alive() {
 		return nil, refused("no listener")
 	}
-	cfd, err := mqOpen(name, unix.O_WRONLY|unix.O_NONBLOCK, 0, nil)
+	cfd, err := mqOpen(name, unix.O_WRONLY, 0, nil)
 	if err == unix.ENOENT {
 		return nil, refused("no listener")
 	}
@@ -402,7 +438,7 @@ func Dial(ctx context.Context, name string, o *transport.Options) (transport.Con
 	if err != nil {
 		return nil, err
 	}
-	defer ctl.f.Close()
+	defer ctl.close()
 
 	var idb [idLen]byte
 	_, _ = rand.Read(idb[:])
@@ -423,7 +459,11 @@ func Dial(ctx context.Context, name string, o *transport.Options) (transport.Con
 	copy(req[8:], idb[:])
 	binary.LittleEndian.PutUint32(req[24:], uint32(os.Getpid()))
 	var none transport.Deadline
-	err = run(ctx, ctl, &none, alive, func(fd uintptr) error { return mqSend(fd, req, 0) })
+	ctl.buf = req
+	err = ctl.arm(ctx, &none)
+	if err == nil {
+		err = wait(ctx, ctl, &none, alive)
+	}
 	if err == io.EOF {
 		return nil, refused("the listener is gone")
 	}
@@ -436,13 +476,12 @@ func Dial(ctx context.Context, name string, o *transport.Options) (transport.Con
 	s2c := connQueue(name, d.id, "s2c")
 	answered := func() bool { return alive() && queueExists(s2c) }
 	buf := make([]byte, o.QueueMsgSize)
-	var n int
-	var prio uint
-	err = run(ctx, d.r, &none, answered, func(fd uintptr) error {
-		var e error
-		n, prio, e = mqRecv(fd, buf)
-		return e
-	})
+	d.r.buf = buf
+	err = d.r.arm(ctx, &none)
+	if err == nil {
+		err = wait(ctx, d.r, &none, answered)
+	}
+	n, prio := d.r.n, uint(d.r.prio)
 	switch {
 	case err == io.EOF && !alive():
 		return nil, refused("the listener is gone")
@@ -496,7 +535,7 @@ func (d *dialer) create(o *transport.Options) error {
 		to    **side
 	}{{"c2s", unix.O_WRONLY, true, &d.w}, {"s2c", unix.O_RDONLY, false, &d.r}} {
 		name := connQueue(d.name, d.id, q.dir)
-		fd, err := mqOpen(name, q.flag|unix.O_CREAT|unix.O_EXCL|unix.O_NONBLOCK, uint32(o.Perm), &a)
+		fd, err := mqOpen(name, q.flag|unix.O_CREAT|unix.O_EXCL, uint32(o.Perm), &a)
 		if err != nil {
 			return openErr(name, err, o.QueueDepth, o.QueueMsgSize)
 		}
@@ -566,7 +605,7 @@ func (d *dialer) cleanup() {
 	}
 	for _, s := range []*side{d.r, d.w} {
 		if s != nil {
-			s.f.Close()
+			s.close()
 		}
 	}
 	if d.live != nil {

@@ -414,26 +414,64 @@ func TestPriorities(t *testing.T) {
 // a multi-frame message is half received comes out first and intact, and
 // the interrupted message follows intact.
 func TestPriorityOvertakesFrames(t *testing.T) {
+	// With no buffer, and with one that holds every message: the
+	// interrupted message is then begun in the caller's buffer, and must
+	// leave it before the other message is returned there.
+	for _, bufCap := range []int{0, 4096} {
+		t.Run(fmt.Sprintf("buf%d", bufCap), func(t *testing.T) { testPriorityOvertakesFrames(t, bufCap) })
+	}
+}
+
+// putFrame writes a frame straight into c's sending queue, as the Send of
+// c would, so that tests control the interleaving exactly.
+func putFrame(t *testing.T, c *Conn, h frame.Header, payload []byte, prio uint) {
+	t.Helper()
+	b := make([]byte, frame.HeaderSize+len(payload))
+	h.Put(b)
+	copy(b[frame.HeaderSize:], payload)
+	if err := c.w.raw.Write(func(fd uintptr) bool {
+		if err := mqSend(fd, b, prio, nil); err != 0 {
+			t.Errorf("mq_send: %v", err)
+		}
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitTaken waits until s has taken every message of its receiving queue.
+func waitTaken(t *testing.T, s *Conn) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		a, err := mqGetAttr(uintptr(rawFd(t, s.r)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.CurMsgs == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the receiver never took its messages")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// scribble overwrites the whole array of b, as a caller reusing its buffer
+// may.
+func scribble(b []byte) {
+	b = b[:cap(b)]
+	for i := range b {
+		b[i] = 0xEE
+	}
+}
+
+func testPriorityOvertakesFrames(t *testing.T, bufCap int) {
 	name := queueName(t)
 	l := listen(t, name, opts())
 	c := dial(t, name, opts())
 	s := accept(t, l)
-	// Write frames straight into the client's queue, as the peer's Send
-	// would, so the interleaving is exact.
-	put := func(h frame.Header, payload []byte, prio uint) {
-		t.Helper()
-		b := make([]byte, frame.HeaderSize+len(payload))
-		h.Put(b)
-		copy(b[frame.HeaderSize:], payload)
-		if err := c.w.raw.Write(func(fd uintptr) bool {
-			if err := mqSend(fd, b, prio); err != nil {
-				t.Errorf("mq_send: %v", err)
-			}
-			return true
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	put := func(h frame.Header, payload []byte, prio uint) { putFrame(t, c, h, payload, prio) }
 	low1, low2 := pattern(1000, 1), pattern(500, 2)
 	high := pattern(700, 3)
 	put(frame.Header{Len: len(low1), More: true}, low1, 1)
@@ -444,25 +482,15 @@ func TestPriorityOvertakesFrames(t *testing.T) {
 	}
 	res := make(chan result, 2)
 	go func() {
+		buf := make([]byte, 0, bufCap)
 		for range 2 {
-			b, p, err := s.RecvPriority(ctxFor(t, 10*time.Second), nil)
-			res <- result{b, p, err}
+			b, p, err := s.RecvPriority(ctxFor(t, 10*time.Second), buf)
+			res <- result{bytes.Clone(b), p, err}
+			scribble(b)
+			buf = b[:0]
 		}
 	}()
-	// Wait until the receiver has taken the first frame.
-	for deadline := time.Now().Add(5 * time.Second); ; {
-		a, err := mqGetAttr(uintptr(rawFd(t, s.r)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if a.CurMsgs == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the receiver never took the first frame")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitTaken(t, s) // the receiver has the first frame
 	put(frame.Header{Len: 400, More: true}, high[:400], 9)
 	put(frame.Header{Len: 300}, high[400:], 9)
 	put(frame.Header{Len: len(low2)}, low2, 1)
@@ -473,6 +501,61 @@ func TestPriorityOvertakesFrames(t *testing.T) {
 	r = <-res
 	if r.err != nil || r.prio != 1 || !bytes.Equal(r.b, append(low1, low2...)) {
 		t.Fatalf("second: %d bytes prio %d, %v; want the priority 1 message", len(r.b), r.prio, r.err)
+	}
+}
+
+// TestReassemblyInBuf: a message of several frames is assembled in the
+// caller's buffer when it has room (the frames after the first received in
+// place), grows out of it when it has not, and never stays there across
+// calls: a Recv cut short, or an abandoned message, leaves the buffer to
+// the caller.
+func TestReassemblyInBuf(t *testing.T) {
+	name := queueName(t)
+	l := listen(t, name, opts())
+	c := dial(t, name, opts())
+	s := accept(t, l)
+	ctx := ctxFor(t, 10*time.Second)
+	const chunk = 1024 - frame.HeaderSize
+	for i, n := range []int{2 * chunk, 2*chunk + 1, 5000, 9 * chunk, 9*chunk + 7} {
+		for _, extra := range []int{-1, 0, 1, frame.HeaderSize, 2000} {
+			want := pattern(n, i+extra)
+			buf := make([]byte, 3, n+extra)
+			go func() { _ = c.Send(ctx, want) }()
+			got, err := s.Recv(ctx, buf)
+			if err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("%d bytes in a buffer of %d: got %d bytes, %v", n, n+extra, len(got), err)
+			}
+			if in := sameArray(got, buf); in != (extra >= 0) {
+				t.Errorf("%d bytes in a buffer of %d: in the buffer %t", n, n+extra, in)
+			}
+		}
+	}
+
+	// Cut short after two frames: the next Recv, with the same buffer
+	// scribbled over, still returns the whole message.
+	put := func(h frame.Header, payload []byte, prio uint) { putFrame(t, c, h, payload, prio) }
+	msg := pattern(3*chunk, 7)
+	buf := make([]byte, 0, 8192)
+	put(frame.Header{Len: chunk, More: true}, msg[:chunk], 1)
+	put(frame.Header{Len: chunk, More: true}, msg[chunk:2*chunk], 1)
+	short, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	if _, err := s.Recv(short, buf); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("recv of an incomplete message: %v", err)
+	}
+	scribble(buf)
+	put(frame.Header{Len: chunk}, msg[2*chunk:], 1)
+	if got, err := s.Recv(ctx, buf); err != nil || !bytes.Equal(got, msg) {
+		t.Fatalf("recv after the interrupted one: %d bytes, %v", len(got), err)
+	}
+
+	// Abandoned by its sender: the buffer holds the next message.
+	put(frame.Header{Len: chunk, More: true}, msg[:chunk], 2)
+	put(frame.Header{Len: chunk, More: true}, msg[chunk:2*chunk], 2)
+	put(frame.Header{More: true}, nil, 2)
+	put(frame.Header{Len: 3}, []byte("new"), 2)
+	if got, err := s.Recv(ctx, buf); err != nil || string(got) != "new" {
+		t.Fatalf("recv after an abandoned message: %.20q, %v", got, err)
 	}
 }
 
@@ -713,7 +796,7 @@ func TestMessageTooLargeAndCorrupt(t *testing.T) {
 	l2 := listen(t, name2, opts())
 	c2 := dial(t, name2, opts())
 	s2 := accept(t, l2)
-	if err := c2.w.raw.Write(func(fd uintptr) bool { _ = mqSend(fd, []byte("not a frame"), 0); return true }); err != nil {
+	if err := c2.w.raw.Write(func(fd uintptr) bool { _ = mqSend(fd, []byte("not a frame"), 0, nil); return true }); err != nil {
 		t.Fatal(err)
 	}
 	for range 2 {
@@ -788,7 +871,7 @@ func queueMode(t *testing.T, name string) os.FileMode {
 }
 
 // fakeListener holds name's lock and control queue without answering.
-func fakeListener(t *testing.T, name string) (*os.File, *side) {
+func fakeListener(t *testing.T, name string) (*os.File, *pollQueue) {
 	t.Helper()
 	lock, err := takeListenerLock(name, 0o600)
 	if err != nil {
@@ -799,7 +882,7 @@ func fakeListener(t *testing.T, name string) (*os.File, *side) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctl, err := newSide(fd, name, false)
+	ctl, err := newPollQueue(fd, name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -809,14 +892,13 @@ func fakeListener(t *testing.T, name string) (*os.File, *side) {
 
 // readRequest reads one request from a fake listener's queue and returns
 // its id.
-func readRequest(t *testing.T, ctl *side) string {
+func readRequest(t *testing.T, ctl *pollQueue) string {
 	t.Helper()
 	buf := make([]byte, ReqSize)
-	var n int
-	var e error
 	_ = ctl.f.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if err := ctl.do(func(fd uintptr) bool { n, _, e = mqRecv(fd, buf); return e != unix.EAGAIN }); err != nil || e != nil {
-		t.Fatalf("read request: %v, %v", err, e)
+	n, err := ctl.recv(buf)
+	if err != nil {
+		t.Fatalf("read request: %v", err)
 	}
 	if n != ReqSize || string(buf[:4]) != reqMagic || buf[4] != Version {
 		t.Fatalf("request %x", buf[:n])
@@ -863,7 +945,7 @@ func TestVersionMismatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	ack := []byte{'I', 'P', 'C', 'K', Version + 1, 0, 0, 0}
-	if err := mqSend(uintptr(fd), ack, MaxPriority); err != nil {
+	if err := mqSend(uintptr(fd), ack, MaxPriority, nil); err != 0 {
 		t.Fatal(err)
 	}
 	unix.Close(fd)
@@ -1034,5 +1116,268 @@ func TestBadNames(t *testing.T) {
 	}
 	if _, err := Dial(context.Background(), "/a/b", opts()); !errors.Is(err, ipcerr.ErrBadAddress) {
 		t.Fatalf("Dial with a slash: %v", err)
+	}
+}
+
+// blockedCalls starts, on s, a Recv on its empty queue and a Send on its
+// full one (the peer reads nothing), each with ctx, lets them wait for
+// after, and returns where their results arrive.
+func blockedCalls(t *testing.T, s *Conn, ctx context.Context, after time.Duration) (recv, send <-chan error) {
+	t.Helper()
+	for range 10 {
+		if err := s.Send(ctxFor(t, 5*time.Second), []byte("fill")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, w := make(chan error, 1), make(chan error, 1)
+	go func() {
+		_, err := s.Recv(ctx, nil)
+		r <- err
+	}()
+	go func() { w <- s.Send(ctx, []byte("more")) }()
+	time.Sleep(after)
+	return r, w
+}
+
+// bounded waits for a blocked call to return after what ended it, and
+// checks its error. A call notices at once in the poller, at the end of
+// its slice in the kernel; the bound leaves room for a loaded machine.
+func bounded(t *testing.T, what string, errc <-chan error, start time.Time, want error) {
+	t.Helper()
+	select {
+	case err := <-errc:
+		d := time.Since(start)
+		if !errors.Is(err, want) {
+			t.Errorf("%s: %v, want %v", what, err, want)
+		}
+		if d > 500*time.Millisecond {
+			t.Errorf("%s: returned %v after, want at most about %v (the slice)", what, d, slice)
+		}
+		t.Logf("%s: returned %v after", what, d.Round(10*time.Microsecond))
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%s: still blocked after 5s", what)
+	}
+}
+
+// TestBlockedCallsEnd: Close, the cancellation of the context and
+// SetDeadline end a Recv and a Send that wait, whether still in the kernel
+// (1 ms, less than a slice) or already in the poller (30 ms); after the
+// last two the connection stays usable.
+func TestBlockedCallsEnd(t *testing.T) {
+	for _, after := range []time.Duration{time.Millisecond, 30 * time.Millisecond} {
+		t.Run(fmt.Sprintf("close/%v", after), func(t *testing.T) {
+			name := queueName(t)
+			l := listen(t, name, opts())
+			dial(t, name, opts())
+			s := accept(t, l)
+			recv, send := blockedCalls(t, s, context.Background(), after)
+			start := time.Now()
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if d := time.Since(start); d > 100*time.Millisecond {
+				t.Errorf("Close took %v: it must not wait for the blocked calls", d)
+			}
+			bounded(t, "Recv", recv, start, net.ErrClosed)
+			bounded(t, "Send", send, start, net.ErrClosed)
+		})
+		for _, how := range []string{"cancel", "setdeadline"} {
+			t.Run(fmt.Sprintf("%s/%v", how, after), func(t *testing.T) {
+				name := queueName(t)
+				l := listen(t, name, opts())
+				c := dial(t, name, opts())
+				s := accept(t, l)
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				recv, send := blockedCalls(t, s, ctx, after)
+				start := time.Now()
+				want := error(context.Canceled)
+				if how == "cancel" {
+					cancel()
+				} else {
+					s.SetDeadline(time.Now())
+					want = ipcerr.ErrTimeout
+				}
+				bounded(t, "Recv", recv, start, want)
+				bounded(t, "Send", send, start, want)
+				s.SetDeadline(time.Time{})
+				// Still usable: the queued messages are all "fill", the
+				// Send that was ended sent nothing.
+				for range 10 {
+					if got, err := c.Recv(ctxFor(t, 5*time.Second), nil); err != nil || string(got) != "fill" {
+						t.Fatalf("client recv: %q, %v", got, err)
+					}
+				}
+				roundTripConns(t, c, s)
+				roundTripConns(t, s, c)
+			})
+		}
+	}
+}
+
+// roundTripConns sends a message from a to b.
+func roundTripConns(t *testing.T, a, b *Conn) {
+	t.Helper()
+	ctx := ctxFor(t, 5*time.Second)
+	if err := a.Send(ctx, []byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b.Recv(ctx, nil); err != nil || string(got) != "ping" {
+		t.Fatalf("recv: %q, %v", got, err)
+	}
+}
+
+// TestDeadlineWithinSlice: a deadline nearer than the end of the slice,
+// SetDeadline's or the context's, is the kernel's timeout: the call ends
+// at it, not at the end of the slice, and never before it.
+func TestDeadlineWithinSlice(t *testing.T) {
+	name := queueName(t)
+	l := listen(t, name, opts())
+	dial(t, name, opts())
+	s := accept(t, l)
+	until := func() time.Time { return time.Unix(s.r.until.Unix()) }
+	near := func(what string, got, want time.Time) {
+		t.Helper()
+		if d := got.Sub(want); d < -time.Millisecond || d > time.Millisecond {
+			t.Errorf("%s: timeout %v, want %v", what, got.Format(time.StampMicro), want.Format(time.StampMicro))
+		}
+	}
+	bg := context.Background()
+
+	// What arm gives the kernel.
+	start := time.Now()
+	if err := s.r.arm(bg, &s.dl); err != nil {
+		t.Fatal(err)
+	}
+	if got := until(); got.Before(start.Add(slice).Truncate(time.Microsecond)) || got.After(time.Now().Add(slice)) {
+		t.Errorf("no deadline: timeout %v, want a slice from now", got.Format(time.StampMicro))
+	}
+	dl := time.Now().Add(slice / 3)
+	s.SetDeadline(dl)
+	if err := s.r.arm(bg, &s.dl); err != nil {
+		t.Fatal(err)
+	}
+	near("SetDeadline", until(), dl)
+	s.SetDeadline(time.Time{})
+	ctx, cancel := context.WithTimeout(bg, slice/2)
+	defer cancel()
+	cdl, _ := ctx.Deadline()
+	if err := s.r.arm(ctx, &s.dl); err != nil {
+		t.Fatal(err)
+	}
+	near("context deadline", until(), cdl)
+	s.SetDeadline(time.Now().Add(-time.Millisecond))
+	if err := s.r.arm(bg, &s.dl); !errors.Is(err, ipcerr.ErrTimeout) {
+		t.Errorf("arm past SetDeadline: %v", err)
+	}
+	s.SetDeadline(time.Time{})
+	past, cancel2 := context.WithDeadline(bg, time.Now().Add(-time.Millisecond))
+	defer cancel2()
+	if err := s.r.arm(past, &s.dl); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("arm past the context's deadline: %v", err)
+	}
+
+	// And the calls, on a queue that stays empty: they end at their
+	// deadline, never before.
+	for _, d := range []time.Duration{slice / 3, slice + slice/2, 3*slice + 1} {
+		s.SetDeadline(time.Now().Add(d))
+		start := time.Now()
+		_, err := s.Recv(bg, nil)
+		took := time.Since(start)
+		if !errors.Is(err, ipcerr.ErrTimeout) || took < d {
+			t.Errorf("Recv with a deadline %v ahead: %v after %v", d, err, took)
+		}
+		t.Logf("Recv with a deadline %v ahead: timeout after %v", d, took.Round(10*time.Microsecond))
+		s.SetDeadline(time.Time{})
+		ctx, cancel := context.WithTimeout(bg, d)
+		start = time.Now()
+		_, err = s.Recv(ctx, nil)
+		took = time.Since(start)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) || took < d {
+			t.Errorf("Recv with a context of %v: %v after %v", d, err, took)
+		}
+		t.Logf("Recv with a context of %v: deadline exceeded after %v", d, took.Round(10*time.Microsecond))
+	}
+}
+
+// TestBlockedCallKeepsDescriptor: what once relies on. A call in progress
+// through the RawConn (here one that waits on a channel, as a call waits in
+// the kernel) holds the descriptor: Close returns without waiting for it,
+// yet the number stays open on the same queue until the call returns, and
+// is closed after.
+func TestBlockedCallKeepsDescriptor(t *testing.T) {
+	name := queueName(t)
+	l := listen(t, name, opts())
+	dial(t, name, opts())
+	s := accept(t, l)
+	fd := int(rawFd(t, s.r))
+	var before unix.Stat_t
+	if err := unix.Fstat(fd, &before); err != nil {
+		t.Fatal(err)
+	}
+	entered, release, done := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	go func() {
+		done <- s.r.raw.Read(func(uintptr) bool {
+			close(entered)
+			<-release
+			return true
+		})
+	}()
+	<-entered
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		close(release)
+		t.Fatal("Close waited for the call in progress")
+	}
+	var during unix.Stat_t
+	if err := unix.Fstat(fd, &during); err != nil || during.Ino != before.Ino || during.Dev != before.Dev {
+		t.Errorf("descriptor %d under a call in progress after Close: %v, inode %d, want %d", fd, err, during.Ino, before.Ino)
+	}
+	if err := s.r.raw.Read(func(uintptr) bool { return true }); err == nil {
+		t.Error("a new call on the closed queue went through")
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	var after unix.Stat_t
+	if err := unix.Fstat(fd, &after); err == nil && after.Ino == before.Ino && after.Dev == before.Dev {
+		t.Errorf("descriptor %d still open on the queue after the last call returned", fd)
+	}
+}
+
+// TestNoAllocs: Send and Recv allocate nothing once the Conn is set up, for
+// a message of one frame, and for one of several, received in the
+// caller's buffer. (The messages fit in the queue: nothing waits, which
+// would give the peer's goroutine the processor in the middle.)
+func TestNoAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	name := queueName(t)
+	l := listen(t, name, opts())
+	c := dial(t, name, opts())
+	s := accept(t, l)
+	bg := context.Background()
+	buf := make([]byte, 0, 64<<10)
+	for _, n := range []int{64, 9 * (1024 - frame.HeaderSize)} { // 1 and 9 frames; the queue holds 10
+		msg := pattern(n, 1)
+		if allocs := testing.AllocsPerRun(100, func() {
+			if err := c.Send(bg, msg); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := s.Recv(bg, buf); err != nil || len(got) != n {
+				t.Fatalf("recv: %d bytes, %v", len(got), err)
+			}
+		}); allocs != 0 {
+			t.Errorf("%d-byte Send and Recv: %v allocations", n, allocs)
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -31,6 +32,8 @@ func mqOpen(name string, flag int, perm uint32, a *attr) (int, error) {
 	if err != nil {
 		return -1, err
 	}
+	// unsafe: the name and *a are read by the kernel during the call only
+	// (no C library wraps these system calls in Go).
 	fd, _, e := unix.Syscall6(unix.SYS_MQ_OPEN, uintptr(unsafe.Pointer(p)), uintptr(flag),
 		uintptr(perm), uintptr(unsafe.Pointer(a)), 0, 0)
 	if e != 0 {
@@ -45,41 +48,49 @@ func mqUnlink(name string) error {
 	if err != nil {
 		return err
 	}
+	// unsafe: as in mqOpen.
 	if _, _, e := unix.Syscall(unix.SYS_MQ_UNLINK, uintptr(unsafe.Pointer(p)), 0, 0); e != 0 {
 		return e
 	}
 	return nil
 }
 
-// mqSend is mq_timedsend(2) without a timeout: the descriptors are
-// non-blocking, and a full queue gives EAGAIN.
-func mqSend(fd uintptr, msg []byte, prio uint) error {
+// mqSend is mq_timedsend(2). On a descriptor in blocking mode it waits
+// while the queue is full, until the absolute CLOCK_REALTIME time *until
+// (ETIMEDOUT); until nil waits without end, and a time in the past does not
+// wait at all. A non-blocking descriptor gives EAGAIN instead of waiting.
+func mqSend(fd uintptr, msg []byte, prio uint, until *unix.Timespec) syscall.Errno {
 	var p unsafe.Pointer
 	if len(msg) > 0 {
 		p = unsafe.Pointer(&msg[0])
 	}
-	_, _, e := unix.Syscall6(unix.SYS_MQ_TIMEDSEND, fd, uintptr(p), uintptr(len(msg)), uintptr(prio), 0, 0)
-	if e != 0 {
-		return e
-	}
-	return nil
+	// unsafe: msg and *until are Go memory the kernel reads during the
+	// call; converted in the call expression, they stay live and in place
+	// until it returns. Syscall6, not RawSyscall6: the call may block, and
+	// the runtime must be able to hand this thread's P to other goroutines.
+	_, _, e := unix.Syscall6(unix.SYS_MQ_TIMEDSEND, fd, uintptr(p), uintptr(len(msg)), uintptr(prio),
+		uintptr(unsafe.Pointer(until)), 0)
+	return e
 }
 
-// mqRecv is mq_timedreceive(2) without a timeout; an empty queue gives
-// EAGAIN. buf must hold the queue's message size.
-func mqRecv(fd uintptr, buf []byte) (int, uint, error) {
-	var prio uint32
+// mqRecv is mq_timedreceive(2), with the timeout of mqSend, waiting while
+// the queue is empty. buf must hold the queue's message size; the
+// message's priority is stored in *prio.
+func mqRecv(fd uintptr, buf []byte, prio *uint32, until *unix.Timespec) (int, syscall.Errno) {
+	// unsafe: buf, *prio and *until are written or read by the kernel
+	// during the call only, as in mqSend.
 	n, _, e := unix.Syscall6(unix.SYS_MQ_TIMEDRECEIVE, fd, uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)),
-		uintptr(unsafe.Pointer(&prio)), 0, 0)
+		uintptr(unsafe.Pointer(prio)), uintptr(unsafe.Pointer(until)), 0)
 	if e != 0 {
-		return 0, 0, e
+		return 0, e
 	}
-	return int(n), uint(prio), nil
+	return int(n), 0
 }
 
 // mqGetAttr is mq_getsetattr(2) reading the attributes.
 func mqGetAttr(fd uintptr) (attr, error) {
 	var a attr
+	// unsafe: the kernel writes a during the call only.
 	if _, _, e := unix.Syscall(unix.SYS_MQ_GETSETATTR, fd, 0, uintptr(unsafe.Pointer(&a))); e != 0 {
 		return a, e
 	}

@@ -2,17 +2,7 @@
 
 package transport
 
-import (
-	"io"
-	"os"
-)
+import "os"
 
 // GrowPipe does nothing here.
 func GrowPipe(*os.File) {}
-
-// fileWriter is Linux only; elsewhere frames go out through net.Buffers.
-type fileWriter struct{}
-
-func newFileWriter(io.Writer) *fileWriter { return nil }
-
-func (*fileWriter) writev2(a, b []byte) (int, error) { panic("unreachable") }

@@ -33,17 +33,29 @@ type StreamConn struct {
 	hdr  [frame.HeaderSize]byte
 	sbuf []byte // header and small payload, sent with one write
 	bufs net.Buffers
-	fw   *fileWriter // pipes and FIFOs: one writev(2) per frame
-	tail []byte      // the unwritten rest of a frame an interrupted Send began
+	fw   vectorWriter // pipes and FIFOs: one writev(2) per frame
+	tail []byte       // the unwritten rest of a frame an interrupted Send began
 
 	dl     Deadline
 	closed atomic.Bool
 }
 
+// vectorWriter writes two buffers with as few system calls as it can,
+// returning the bytes written: all, or fewer with an error.
+type vectorWriter interface {
+	writev2(a, b []byte) (int, error)
+}
+
+// vectorOf returns w's vectorWriter, if it has one (an FD does).
+func vectorOf(w io.Writer) vectorWriter {
+	vw, _ := w.(vectorWriter)
+	return vw
+}
+
 // NewStreamConn returns a conn that reads frames from r and writes them to
 // w (often the same stream); Close closes closers.
 func NewStreamConn(r, w ReadWriteDeadliner, max int, closers ...io.Closer) *StreamConn {
-	return &StreamConn{r: r, w: w, closers: closers, max: max, rd: frame.NewReader(r, max), fw: newFileWriter(w)}
+	return &StreamConn{r: r, w: w, closers: closers, max: max, rd: frame.NewReader(r, max), fw: vectorOf(w)}
 }
 
 // Send writes msg as one frame, header and payload in one system call.

@@ -153,19 +153,20 @@ func TestStreamConnInterrupted(t *testing.T) {
 	})
 }
 
-// pipeStreams returns two StreamConns over two pipes of buf bytes each.
+// pipeStreams returns two StreamConns over two pipes (FDs) of buf bytes
+// each.
 func pipeStreams(t *testing.T, buf int) (*StreamConn, *StreamConn) {
 	t.Helper()
-	ar, bw, err := os.Pipe()
+	ar, bw, err := Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	br, aw, err := os.Pipe()
+	br, aw, err := Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []*os.File{ar, bw, br, aw} {
-		setPipeSize(f, buf)
+	for _, f := range []*FD{ar, bw, br, aw} {
+		setPipeSize(f.File(), buf)
 	}
 	a, b := NewStreamConn(ar, aw, 8<<20, ar, aw), NewStreamConn(br, bw, 8<<20, br, bw)
 	t.Cleanup(func() { a.Close(); b.Close() })

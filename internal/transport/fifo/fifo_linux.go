@@ -256,7 +256,7 @@ func (l *listener) handle(req []byte) bool {
 
 // openServerEnds opens the listener's ends of the pair at base: the read
 // end of .c2s, the write end of .s2c.
-func openServerEnds(base string) (r, w *os.File, err error) {
+func openServerEnds(base string) (r, w *transport.FD, err error) {
 	rfd, err := unix.Open(base+".c2s", unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return nil, nil, err
@@ -277,7 +277,16 @@ func openServerEnds(base string) (r, w *os.File, err error) {
 		unix.Close(wfd)
 		return nil, nil, unix.EINVAL
 	}
-	return os.NewFile(uintptr(rfd), base+".c2s"), os.NewFile(uintptr(wfd), base+".s2c"), nil
+	// Out of the runtime poller (transport.FD).
+	if r, err = transport.NewFD(rfd, base+".c2s"); err != nil {
+		unix.Close(wfd)
+		return nil, nil, err
+	}
+	if w, err = transport.NewFD(wfd, base+".s2c"); err != nil {
+		r.Close()
+		return nil, nil, err
+	}
+	return r, w, nil
 }
 
 func ack(status byte) []byte {
@@ -384,10 +393,20 @@ func Dial(ctx context.Context, path string, o *transport.Options) (transport.Con
 	// The listener has its read end of .c2s: drop the placeholder reader.
 	unix.Close(d.w0)
 	d.w0 = -1
-	r, w := os.NewFile(uintptr(d.r), base+".s2c"), os.NewFile(uintptr(d.w), base+".c2s")
-	d.r, d.w = -1, -1
-	transport.GrowPipe(r)
-	transport.GrowPipe(w)
+	// Out of the runtime poller (transport.FD).
+	r, err := transport.NewFD(d.r, base+".s2c")
+	d.r = -1
+	if err != nil {
+		return nil, err
+	}
+	w, err := transport.NewFD(d.w, base+".c2s")
+	d.w = -1
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	transport.GrowPipe(r.File())
+	transport.GrowPipe(w.File())
 	return transport.NewStreamConn(r, w, o.MaxMessageSize, r, w), nil
 }
 

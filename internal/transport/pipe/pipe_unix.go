@@ -22,21 +22,29 @@ func Start(cmd *exec.Cmd, o *transport.Options) (transport.Conn, error) {
 	if cmd.Process != nil {
 		return nil, errors.New("pipe: exec: already started")
 	}
-	pr, cw, err := os.Pipe() // child to parent
+	// The parent's ends stay out of the runtime poller (transport.FD).
+	pr, cw, err := transport.Pipe() // child to parent
 	if err != nil {
 		return nil, err
 	}
-	cr, pw, err := os.Pipe() // parent to child
+	cr, pw, err := transport.Pipe() // parent to child
 	if err != nil {
 		pr.Close()
 		cw.Close()
 		return nil, err
 	}
-	transport.GrowPipe(pr)
-	transport.GrowPipe(pw)
+	transport.GrowPipe(pr.File())
+	transport.GrowPipe(pw.File())
+	// The child's ends have open file descriptions of their own: the child
+	// gets them in blocking mode, as from os.Pipe.
+	for _, f := range []*os.File{cr.File(), cw.File()} {
+		if rc, err := f.SyscallConn(); err == nil {
+			_ = rc.Control(func(fd uintptr) { _ = syscall.SetNonblock(int(fd), false) })
+		}
+	}
 	first := 3 + len(cmd.ExtraFiles)
 	extra, env := cmd.ExtraFiles, cmd.Env
-	cmd.ExtraFiles = append(cmd.ExtraFiles[:len(cmd.ExtraFiles):len(cmd.ExtraFiles)], cr, cw)
+	cmd.ExtraFiles = append(cmd.ExtraFiles[:len(cmd.ExtraFiles):len(cmd.ExtraFiles)], cr.File(), cw.File())
 	cmd.Env = append(withoutVar(cmd.Environ()), fmt.Sprintf("%s=%d,%d", EnvVar, first, first+1))
 	err = cmd.Start()
 	cr.Close() // the child has its own copies now
@@ -82,13 +90,17 @@ func Child(o *transport.Options) (transport.Conn, error) {
 		}
 	}
 	os.Unsetenv(EnvVar)
-	for _, fd := range []int{rfd, wfd} {
-		syscall.CloseOnExec(fd)
-		if err := syscall.SetNonblock(fd, true); err != nil { // for the poller: deadlines
-			return nil, err
-		}
+	syscall.CloseOnExec(rfd)
+	syscall.CloseOnExec(wfd)
+	r, err := transport.NewFD(rfd, "pipe:r")
+	if err != nil {
+		syscall.Close(wfd)
+		return nil, err
 	}
-	r := os.NewFile(uintptr(rfd), "pipe:r")
-	w := os.NewFile(uintptr(wfd), "pipe:w")
+	w, err := transport.NewFD(wfd, "pipe:w")
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
 	return transport.NewStreamConn(r, w, o.MaxMessageSize, r, w), nil
 }

@@ -1,0 +1,318 @@
+//go:build linux
+
+package transport
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// withKernelWait sets kernelWait for one test.
+func withKernelWait(t *testing.T, d time.Duration) {
+	old := kernelWait
+	kernelWait = d
+	t.Cleanup(func() { kernelWait = old })
+}
+
+func newFDPipe(t *testing.T) (r, w *FD) {
+	t.Helper()
+	r, w, err := Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close(); w.Close() })
+	return r, w
+}
+
+// inPpoll reports whether a call waits in ppoll on d.
+func inPpoll(d *FD) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.waiting > 0
+}
+
+// inPoller reports whether o waits in the runtime poller.
+func inPoller(o *fdOp) bool {
+	o.d.mu.Lock()
+	defer o.d.mu.Unlock()
+	return o.pf != nil
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(5 * time.Second); !cond(); time.Sleep(100 * time.Microsecond) {
+		if time.Now().After(end) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// fill fills w's pipe, so that the next write waits.
+func fill(t *testing.T, w *FD) {
+	t.Helper()
+	b := make([]byte, 4096)
+	for {
+		_, _, e := unix.Syscall(unix.SYS_WRITE, w.f.Fd(), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+		if e == unix.EAGAIN {
+			return
+		}
+		if e != 0 {
+			t.Fatal(e)
+		}
+	}
+}
+
+type call struct {
+	n   int
+	err error
+	at  time.Duration
+}
+
+func start(f func() (int, error)) <-chan call {
+	ch := make(chan call, 1)
+	t0 := time.Now()
+	go func() {
+		n, err := f()
+		ch <- call{n, err, time.Since(t0)}
+	}()
+	return ch
+}
+
+func get(t *testing.T, ch <-chan call) call {
+	t.Helper()
+	select {
+	case c := <-ch:
+		return c
+	case <-time.After(3 * time.Second): // far below the kernelWait of the tests that wait in ppoll
+		t.Fatal("the call did not return")
+	}
+	return call{}
+}
+
+// TestFDNotInPoller checks that the descriptors of an FD stay out of the
+// runtime poller (a deadline on the os.File is not supported) while the
+// FD itself honours deadlines.
+func TestFDNotInPoller(t *testing.T) {
+	r, w := newFDPipe(t)
+	if err := r.f.SetReadDeadline(time.Now()); !errors.Is(err, os.ErrNoDeadline) {
+		t.Fatalf("os.File SetReadDeadline: %v, want ErrNoDeadline (not pollable)", err)
+	}
+	if fl, err := unix.FcntlInt(r.f.Fd(), unix.F_GETFL, 0); err != nil || fl&unix.O_NONBLOCK == 0 {
+		t.Fatalf("flags %#x, %v: want O_NONBLOCK", fl, err)
+	}
+	if _, err := w.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 16)
+	if n, err := r.Read(b); err != nil || string(b[:n]) != "hello" {
+		t.Fatalf("Read: %q, %v", b[:n], err)
+	}
+	r.SetReadDeadline(time.Now().Add(-time.Second))
+	if _, err := w.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Read(b); !errors.Is(err, os.ErrDeadlineExceeded) || !IsTimeout(err) {
+		t.Fatalf("Read past the deadline, with data: %v, want a deadline error", err)
+	}
+}
+
+// TestFDKickInPpoll checks that Close and the deadline setters end a wait
+// in ppoll at once, long before the end of its slice.
+func TestFDKickInPpoll(t *testing.T) {
+	withKernelWait(t, time.Minute)
+	b := make([]byte, 16)
+	t.Run("close", func(t *testing.T) {
+		r, _ := newFDPipe(t)
+		ch := start(func() (int, error) { return r.Read(b) })
+		waitFor(t, "Read in ppoll", func() bool { return inPpoll(r) })
+		r.Close()
+		if c := get(t, ch); !errors.Is(c.err, os.ErrClosed) {
+			t.Fatalf("Read: %v, want ErrClosed", c.err)
+		}
+		r.mu.Lock()
+		kick := r.kick
+		r.mu.Unlock()
+		if kick != -1 {
+			t.Errorf("kick eventfd %d still open after Close", kick)
+		}
+	})
+	t.Run("deadline", func(t *testing.T) {
+		r, _ := newFDPipe(t)
+		ch := start(func() (int, error) { return r.Read(b) })
+		waitFor(t, "Read in ppoll", func() bool { return inPpoll(r) })
+		r.SetReadDeadline(time.Now())
+		if c := get(t, ch); !errors.Is(c.err, os.ErrDeadlineExceeded) {
+			t.Fatalf("Read: %v, want ErrDeadlineExceeded", c.err)
+		}
+	})
+	t.Run("deadline inside a slice", func(t *testing.T) {
+		r, _ := newFDPipe(t)
+		r.SetReadDeadline(time.Now().Add(30 * time.Millisecond))
+		c := get(t, start(func() (int, error) { return r.Read(b) }))
+		if !errors.Is(c.err, os.ErrDeadlineExceeded) || c.at < 25*time.Millisecond {
+			t.Fatalf("Read: %v after %v, want ErrDeadlineExceeded after 30ms", c.err, c.at)
+		}
+	})
+	t.Run("write close", func(t *testing.T) {
+		_, w := newFDPipe(t)
+		fill(t, w)
+		ch := start(func() (int, error) { return w.Write(make([]byte, 100)) })
+		waitFor(t, "Write in ppoll", func() bool { return inPpoll(w) })
+		w.Close()
+		if c := get(t, ch); !errors.Is(c.err, os.ErrClosed) || c.n != 0 {
+			t.Fatalf("Write: %d, %v, want 0, ErrClosed", c.n, c.err)
+		}
+	})
+	t.Run("write deadline partial", func(t *testing.T) {
+		r, w := newFDPipe(t)
+		fill(t, w)
+		ch := start(func() (int, error) { return w.writev2(make([]byte, 8), make([]byte, 1<<20)) })
+		waitFor(t, "Write in ppoll", func() bool { return inPpoll(w) })
+		if _, err := r.Read(make([]byte, 8192)); err != nil { // room for 2 pages
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+		w.SetWriteDeadline(time.Now())
+		c := get(t, ch)
+		if !errors.Is(c.err, os.ErrDeadlineExceeded) || c.n != 8192 {
+			t.Fatalf("Write: %d, %v, want 8192 bytes written, ErrDeadlineExceeded", c.n, c.err)
+		}
+	})
+	t.Run("context", func(t *testing.T) {
+		r, w := newFDPipe(t)
+		c := NewStreamConn(r, w, 1<<20, r, w)
+		ctx, cancel := context.WithCancel(context.Background())
+		ch := make(chan error, 1)
+		go func() { _, err := c.Recv(ctx, nil); ch <- err }()
+		waitFor(t, "Recv in ppoll", func() bool { return inPpoll(r) })
+		cancel()
+		select {
+		case err := <-ch:
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("Recv: %v, want context.Canceled", err)
+			}
+		case <-time.After(3 * time.Second):
+			t.Fatal("Recv did not return")
+		}
+	})
+}
+
+// TestFDPoller checks that a wait goes on in the runtime poller after
+// kernelWait, holding no thread, and that data, Close, deadlines and
+// contexts end it there.
+func TestFDPoller(t *testing.T) {
+	withKernelWait(t, 2*time.Millisecond)
+	b := make([]byte, 16)
+	t.Run("data", func(t *testing.T) {
+		r, w := newFDPipe(t)
+		ch := start(func() (int, error) { return r.Read(b) })
+		waitFor(t, "Read in the poller", func() bool { return inPoller(&r.rd) })
+		if inPpoll(r) {
+			t.Error("a Read in the poller still counts as waiting in ppoll")
+		}
+		// The goroutine is parked in the poller, not in a system call.
+		buf := make([]byte, 1<<16)
+		if st := string(buf[:runtimeStack(buf)]); !strings.Contains(st, "runtime_pollWait") {
+			t.Errorf("no goroutine parked in the poller:\n%s", st)
+		}
+		w.Write([]byte("abc"))
+		if c := get(t, ch); c.err != nil || string(b[:c.n]) != "abc" {
+			t.Fatalf("Read: %q, %v", b[:c.n], c.err)
+		}
+		if inPoller(&r.rd) {
+			t.Error("the duplicate stays after the wait")
+		}
+	})
+	t.Run("close", func(t *testing.T) {
+		r, _ := newFDPipe(t)
+		ch := start(func() (int, error) { return r.Read(b) })
+		waitFor(t, "Read in the poller", func() bool { return inPoller(&r.rd) })
+		r.Close()
+		if c := get(t, ch); !errors.Is(c.err, os.ErrClosed) {
+			t.Fatalf("Read: %v, want ErrClosed", c.err)
+		}
+	})
+	t.Run("deadline", func(t *testing.T) {
+		r, _ := newFDPipe(t)
+		ch := start(func() (int, error) { return r.Read(b) })
+		waitFor(t, "Read in the poller", func() bool { return inPoller(&r.rd) })
+		r.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+		if c := get(t, ch); !errors.Is(c.err, os.ErrDeadlineExceeded) {
+			t.Fatalf("Read: %v, want ErrDeadlineExceeded", c.err)
+		}
+	})
+	t.Run("write close", func(t *testing.T) {
+		_, w := newFDPipe(t)
+		fill(t, w)
+		ch := start(func() (int, error) { return w.Write(make([]byte, 100)) })
+		waitFor(t, "Write in the poller", func() bool { return inPoller(&w.wr) })
+		w.Close()
+		if c := get(t, ch); !errors.Is(c.err, os.ErrClosed) {
+			t.Fatalf("Write: %v, want ErrClosed", c.err)
+		}
+	})
+	t.Run("peer gone", func(t *testing.T) {
+		r, w := newFDPipe(t)
+		ch := start(func() (int, error) { return r.Read(b) })
+		waitFor(t, "Read in the poller", func() bool { return inPoller(&r.rd) })
+		w.Close()
+		if c := get(t, ch); c.err != io.EOF {
+			t.Fatalf("Read: %v, want io.EOF", c.err)
+		}
+	})
+	t.Run("context", func(t *testing.T) {
+		r, w := newFDPipe(t)
+		c := NewStreamConn(r, w, 1<<20, r, w)
+		ctx, cancel := context.WithCancel(context.Background())
+		ch := make(chan error, 1)
+		go func() { _, err := c.Recv(ctx, nil); ch <- err }()
+		waitFor(t, "Recv in the poller", func() bool { return inPoller(&r.rd) })
+		cancel()
+		select {
+		case err := <-ch:
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("Recv: %v, want context.Canceled", err)
+			}
+		case <-time.After(3 * time.Second):
+			t.Fatal("Recv did not return")
+		}
+		c.Close()
+		if _, err := c.Recv(context.Background(), nil); !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("Recv after Close: %v", err)
+		}
+	})
+}
+
+// TestFDNoAllocs checks that Send and Recv over FDs allocate nothing.
+func TestFDNoAllocs(t *testing.T) {
+	r, w := newFDPipe(t)
+	a := NewStreamConn(r, w, 1<<20, r, w)
+	msg := make([]byte, 1000)
+	buf := make([]byte, 0, 2000)
+	ctx := context.Background()
+	a.Send(ctx, msg)
+	a.Recv(ctx, buf)
+	a.SetDeadline(time.Now().Add(time.Hour))
+	if n := testing.AllocsPerRun(100, func() {
+		if err := a.Send(ctx, msg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.Recv(ctx, buf); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Errorf("%v allocations per Send and Recv", n)
+	}
+}
+
+func runtimeStack(buf []byte) int { return runtime.Stack(buf, true) }

@@ -36,7 +36,8 @@ by the receiver), for each message size, one transport and size at a time,
 after a warm-up.
 
 Each transport runs right after its raw baseline: the same messages over the
-same kind of descriptor with plain blocking read/write loops and no framing
+same kind of descriptor with plain blocking read/write loops and no framing,
+outside Go's network poller
 (raw-pipe, raw-unix, raw-unixpacket, raw-tcp, raw-fifo, raw-posixmq), and for
 shm the spin floor (raw-shmspin: two processes spinning on a shared page, and a
 spinning ring for throughput). The table shows each framed transport's ratio to

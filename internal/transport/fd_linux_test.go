@@ -316,3 +316,140 @@ func TestFDNoAllocs(t *testing.T) {
 }
 
 func runtimeStack(buf []byte) int { return runtime.Stack(buf, true) }
+
+// newFDSocketPair returns the ends of a SOCK_SEQPACKET socket pair as FDs.
+func newFDSocketPair(t *testing.T) (a, b *FD) {
+	t.Helper()
+	p, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, err = NewFD(p[0], "sock0"); err != nil {
+		unix.Close(p[1])
+		t.Fatal(err)
+	}
+	if b, err = NewFD(p[1], "sock1"); err != nil {
+		a.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
+}
+
+// sockMsg is a msghdr with one iovec on b, for RawRead and RawWrite.
+type sockMsg struct {
+	m   unix.Msghdr
+	iov unix.Iovec
+}
+
+func (s *sockMsg) on(b []byte) unsafe.Pointer {
+	s.iov.Base = &b[0]
+	s.iov.SetLen(len(b))
+	s.m.Iov = &s.iov
+	s.m.SetIovlen(1)
+	return unsafe.Pointer(&s.m)
+}
+
+// TestFDSocketRaw: RawWrite and RawRead make one sendmsg and recvmsg each,
+// a RawRead waits for the packet, and neither allocates.
+func TestFDSocketRaw(t *testing.T) {
+	a, b := newFDSocketPair(t)
+	var sm, rm sockMsg
+	out := []byte("packet")
+	in := make([]byte, 64)
+	done := make(chan error, 1)
+	go func() {
+		n, err := b.RawRead(unix.SYS_RECVMSG, rm.on(in), 0, len(in))
+		if err == nil && string(in[:n]) != "packet" {
+			err = errors.New("got " + string(in[:n]))
+		}
+		done <- err
+	}()
+	waitFor(t, "the read to wait", func() bool { return inPpoll(b) })
+	if n, err := a.RawWrite(unix.SYS_SENDMSG, sm.on(out), unix.MSG_NOSIGNAL, len(out)); err != nil || n != len(out) {
+		t.Fatalf("RawWrite: %d, %v", n, err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, err := a.RawWrite(unix.SYS_SENDMSG, sm.on(out), unix.MSG_NOSIGNAL, len(out)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.RawRead(unix.SYS_RECVMSG, rm.on(in), 0, len(in)); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocations per RawWrite and RawRead", allocs)
+	}
+	// The peer gone: RawRead returns 0, no io.EOF (the caller decides).
+	a.Close()
+	if n, err := b.RawRead(unix.SYS_RECVMSG, rm.on(in), 0, len(in)); n != 0 || err != nil {
+		t.Errorf("RawRead after the peer closed: %d, %v; want 0, nil", n, err)
+	}
+}
+
+// TestFDSocketRawDeadlineClose: a RawRead waiting ends at its deadline,
+// and at once on Close.
+func TestFDSocketRawDeadlineClose(t *testing.T) {
+	_, b := newFDSocketPair(t)
+	var rm sockMsg
+	in := make([]byte, 64)
+	b.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	if _, err := b.RawRead(unix.SYS_RECVMSG, rm.on(in), 0, len(in)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("RawRead past its deadline: %v", err)
+	}
+	b.SetReadDeadline(time.Time{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.RawRead(unix.SYS_RECVMSG, rm.on(in), 0, len(in))
+		done <- err
+	}()
+	waitFor(t, "the read to wait", func() bool { return inPpoll(b) })
+	b.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, os.ErrClosed) {
+			t.Fatalf("RawRead after Close: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not end the RawRead")
+	}
+}
+
+// TestFDSocketLeavePoll: a read waiting in the poller on a socket goes back
+// to ppoll when the same FD writes, and still gets its data.
+func TestFDSocketLeavePoll(t *testing.T) {
+	withKernelWait(t, 50*time.Millisecond) // long enough to see it in ppoll again
+	a, b := newFDSocketPair(t)
+	done := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 64)
+		n, err := a.Read(buf)
+		if err == nil && string(buf[:n]) != "back" {
+			err = errors.New("got " + string(buf[:n]))
+		}
+		done <- err
+	}()
+	waitFor(t, "the read to wait in the poller", func() bool { return inPoller(&a.rd) })
+	if _, err := a.Write([]byte("out")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the read to leave the poller", func() bool { return !inPoller(&a.rd) && inPpoll(a) })
+	buf := make([]byte, 64)
+	if n, err := b.Read(buf); err != nil || string(buf[:n]) != "out" {
+		t.Fatalf("peer read: %q, %v", buf[:n], err)
+	}
+	if _, err := b.Write([]byte("back")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the read did not end")
+	}
+}

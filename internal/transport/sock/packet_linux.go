@@ -40,14 +40,14 @@ const (
 )
 
 func listenPacket(path string, o *transport.Options) (transport.Listener, error) {
-	return listenConns(path, unix.SOCK_SEQPACKET, o, func(uc *net.UnixConn, cred Cred) (transport.Conn, error) {
-		return newPacketConn(uc, cred, o)
+	return listenConns(path, unix.SOCK_SEQPACKET, o, func(sc *sockConn, cred Cred) (transport.Conn, error) {
+		return newPacketConn(sc, cred, o)
 	})
 }
 
 func dialPacket(ctx context.Context, path string, o *transport.Options) (transport.Conn, error) {
-	return dialConn(ctx, "unixpacket", path, o, func(uc *net.UnixConn, cred Cred) (transport.Conn, error) {
-		return newPacketConn(uc, cred, o)
+	return dialConn(ctx, "unixpacket", path, o, func(sc *sockConn, cred Cred) (transport.Conn, error) {
+		return newPacketConn(sc, cred, o)
 	})
 }
 
@@ -57,7 +57,8 @@ func dialPacket(ctx context.Context, path string, o *transport.Options) (transpo
 // by Recv. Besides the transport.Conn calls it has the peer's credentials
 // and descriptor passing.
 type PacketConn struct {
-	uc   *net.UnixConn
+	s    *sockConn
+	fd   *transport.FD // s.fd
 	raw  *rawIO
 	cred Cred
 	max  int
@@ -80,17 +81,14 @@ type PacketConn struct {
 	closed atomic.Bool
 }
 
-func newPacketConn(uc *net.UnixConn, cred Cred, o *transport.Options) (*PacketConn, error) {
+func newPacketConn(s *sockConn, cred Cred, o *transport.Options) (*PacketConn, error) {
 	maxSize := o.MaxMessageSize
-	raw, err := newRawIO(uc)
-	if err != nil {
-		return nil, err
-	}
+	raw := newRawIO(s.fd)
 	sndbuf, err := raiseSndbuf(raw)
 	if err != nil {
 		return nil, err
 	}
-	c := &PacketConn{uc: uc, raw: raw, cred: cred, max: maxSize, oob: make([]byte, oobSize)}
+	c := &PacketConn{s: s, fd: s.fd, raw: raw, cred: cred, max: maxSize, oob: make([]byte, oobSize)}
 	c.pkt.Store(int64(max(sndbuf-sndbufSlack-frame.HeaderSize, 1)))
 	return c, nil
 }
@@ -100,7 +98,7 @@ func newPacketConn(uc *net.UnixConn, cred Cred, o *transport.Options) (*PacketCo
 func raiseSndbuf(raw *rawIO) (int, error) {
 	var got int
 	var serr error
-	err := raw.rc.Control(func(fd uintptr) {
+	err := raw.fd.Control(func(fd uintptr) {
 		got, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF)
 		if serr != nil || got >= 2*sndbufWant {
 			return
@@ -151,7 +149,7 @@ func (c *PacketConn) send(ctx context.Context, msg []byte, files []*os.File) err
 		return c.werr
 	}
 	off := 0
-	err := transport.WithWriteContext(ctx, &c.dl, c.uc, func() error {
+	err := transport.WithWriteContext(ctx, &c.dl, c.fd, func() error {
 		for {
 			n := min(len(msg)-off, int(c.pkt.Load()))
 			if off == 0 {
@@ -233,7 +231,7 @@ func (c *PacketConn) recv(ctx context.Context, buf []byte, files bool) ([]byte, 
 		c.partial, c.pfds = nil, nil
 	}
 	c.pmu.Unlock()
-	err := transport.WithReadContext(ctx, &c.dl, c.uc, func() error {
+	err := transport.WithReadContext(ctx, &c.dl, c.fd, func() error {
 		for {
 			var more bool
 			var err error
@@ -385,7 +383,7 @@ func (c *PacketConn) PeerCred() (Cred, error) { return c.cred, nil }
 // SetDeadline sets the deadline of later and pending calls.
 func (c *PacketConn) SetDeadline(t time.Time) error {
 	c.dl.Set(t)
-	return transport.Closed(c.uc.SetDeadline(t))
+	return transport.Closed(c.fd.SetDeadline(t))
 }
 
 // Close closes the connection. Blocked calls return net.ErrClosed.
@@ -393,7 +391,7 @@ func (c *PacketConn) Close() error {
 	if c.closed.Swap(true) {
 		return net.ErrClosed
 	}
-	err := c.uc.Close()
+	err := c.fd.Close()
 	c.pmu.Lock()
 	closeFDs(c.pfds)
 	c.partial, c.pfds = nil, nil
@@ -402,7 +400,7 @@ func (c *PacketConn) Close() error {
 }
 
 // LocalAddr returns the socket's address.
-func (c *PacketConn) LocalAddr() net.Addr { return c.uc.LocalAddr() }
+func (c *PacketConn) LocalAddr() net.Addr { return c.s.local }
 
 // RemoteAddr returns the peer socket's address.
-func (c *PacketConn) RemoteAddr() net.Addr { return c.uc.RemoteAddr() }
+func (c *PacketConn) RemoteAddr() net.Addr { return c.s.remote }

@@ -208,39 +208,68 @@ func toFiles(fds []int) []*os.File {
 	return files
 }
 
-// rawIO does recvmsg and sendmsg on a socket through its RawConn, so that
-// the runtime's poller waits and deadlines apply, without the allocations
-// of the net package's message calls. A rawIO is used by one goroutine at a
-// time for each direction.
-type rawIO struct {
-	rc syscall.RawConn
-
-	rmsg   unix.Msghdr
-	riov   [2]unix.Iovec
-	rflags int
-	rn     int
-	rout   int // flags returned by recvmsg
-	rerr   error
-	vec    bool // readv(2) into riov rather than recvmsg(2)
-	readFn func(uintptr) bool
-
-	wmsg    unix.Msghdr
-	wiov    [2]unix.Iovec
-	wn      int
-	werr    error
-	writeFn func(uintptr) bool
+// sockConn is a connected Unix socket out of the runtime poller: its
+// descriptor, in a transport.FD, and the addresses of the net.UnixConn it
+// came from.
+type sockConn struct {
+	fd            *transport.FD
+	local, remote net.Addr
 }
 
-func newRawIO(c syscall.Conn) (*rawIO, error) {
-	rc, err := c.SyscallConn()
+// detach takes the socket of uc out of the runtime poller. A descriptor
+// registered with epoll costs every write on the other end the poller's
+// wake-up callback; a transport.FD waits without it (ppoll, then the
+// poller only for long waits). detach duplicates the descriptor
+// (F_DUPFD_CLOEXEC: the duplicate shares the open file description), then
+// closes uc, which removes its descriptor from epoll (EPOLL_CTL_DEL) and
+// closes it; the duplicate was never registered. uc is closed in any case.
+func detach(uc *net.UnixConn) (*sockConn, error) {
+	local, remote := uc.LocalAddr(), uc.RemoteAddr()
+	rc, err := uc.SyscallConn()
+	if err != nil {
+		_ = uc.Close()
+		return nil, err
+	}
+	dup := -1
+	var derr error
+	if err := rc.Control(func(fd uintptr) {
+		dup, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		_ = uc.Close()
+		return nil, err
+	}
+	_ = uc.Close()
+	if derr != nil {
+		return nil, os.NewSyscallError("fcntl", derr)
+	}
+	name := "unix"
+	if remote != nil && remote.String() != "" {
+		name = remote.String()
+	} else if local != nil && local.String() != "" {
+		name = local.String()
+	}
+	fd, err := transport.NewFD(dup, name) // closes dup on error
 	if err != nil {
 		return nil, err
 	}
-	r := &rawIO{rc: rc}
-	r.readFn = r.doRead
-	r.writeFn = r.doWrite
-	return r, nil
+	return &sockConn{fd: fd, local: local, remote: remote}, nil
 }
+
+// rawIO does recvmsg, readv and sendmsg on a socket through its
+// transport.FD, which waits as it does for reads and writes, without the
+// allocations of the net package's message calls. A rawIO is used by one
+// goroutine at a time for each direction.
+type rawIO struct {
+	fd *transport.FD
+
+	rmsg unix.Msghdr
+	riov [2]unix.Iovec
+
+	wmsg unix.Msghdr
+	wiov [2]unix.Iovec
+}
+
+func newRawIO(fd *transport.FD) *rawIO { return &rawIO{fd: fd} }
 
 func setIov(iov *unix.Iovec, b []byte) {
 	if len(b) == 0 {
@@ -270,26 +299,17 @@ func (r *rawIO) recv(a, b, oob []byte, flags int) (n, oobn, outFlags int, err er
 	r.rmsg.SetIovlen(2)
 	setControl(&r.rmsg, oob)
 	r.rmsg.Flags = 0
-	r.rflags = flags
-	err = r.rc.Read(r.readFn)
-	n, oobn, outFlags = r.rn, int(r.rmsg.Controllen), int(r.rmsg.Flags)
-	if err == nil {
-		err = r.rerr
-	}
+	// unsafe: rmsg, its iovecs and the buffers they point to (a, b, oob,
+	// all the caller's) stay alive and unchanged until RawRead returns;
+	// the kernel writes them during the call only.
+	n, err = r.fd.RawRead(unix.SYS_RECVMSG, unsafe.Pointer(&r.rmsg), uintptr(flags), len(a)+len(b))
+	oobn, outFlags = int(r.rmsg.Controllen), int(r.rmsg.Flags)
 	r.riov = [2]unix.Iovec{} // keep no reference to the caller's buffers
-	r.rmsg.Control, r.rerr = nil, nil
+	r.rmsg.Control = nil
 	if err != nil {
 		return 0, 0, 0, err
 	}
 	return n, oobn, outFlags, nil
-}
-
-// doRead makes the readv or recvmsg for the poller.
-func (r *rawIO) doRead(fd uintptr) bool {
-	if r.vec {
-		return transport.PollSyscall("readv", unix.SYS_READV, fd, unsafe.Pointer(&r.riov[0]), 2, &r.rn, &r.rerr)
-	}
-	return transport.PollSyscall("recvmsg", unix.SYS_RECVMSG, fd, unsafe.Pointer(&r.rmsg), uintptr(r.rflags), &r.rn, &r.rerr)
 }
 
 // readv reads into a then b with one readv(2), cheaper than recvmsg(2) by
@@ -298,15 +318,10 @@ func (r *rawIO) doRead(fd uintptr) bool {
 func (r *rawIO) readv(a, b []byte) (int, error) {
 	setIov(&r.riov[0], a)
 	setIov(&r.riov[1], b)
-	r.vec = true
-	err := r.rc.Read(r.readFn)
-	r.vec = false
-	n := r.rn
-	if err == nil {
-		err = r.rerr
-	}
+	// unsafe: the iovecs and the caller's buffers they point to stay alive
+	// until RawRead returns.
+	n, err := r.fd.RawRead(unix.SYS_READV, unsafe.Pointer(&r.riov[0]), 2, len(a)+len(b))
 	r.riov = [2]unix.Iovec{}
-	r.rerr = nil
 	if err != nil {
 		return 0, err
 	}
@@ -314,25 +329,21 @@ func (r *rawIO) readv(a, b []byte) (int, error) {
 }
 
 // send writes a then b with one sendmsg and control bytes oob; on a stream
-// socket it may write less than all.
+// socket it may write less than all. MSG_NOSIGNAL: a peer gone is EPIPE,
+// not SIGPIPE.
 func (r *rawIO) send(a, b, oob []byte) (int, error) {
 	setIov(&r.wiov[0], a)
 	setIov(&r.wiov[1], b)
 	r.wmsg.Iov = &r.wiov[0]
 	r.wmsg.SetIovlen(2)
 	setControl(&r.wmsg, oob)
-	err := r.rc.Write(r.writeFn)
-	n := r.wn
-	if err == nil {
-		err = r.werr
-	}
+	// unsafe: wmsg, its iovecs and the caller's buffers stay alive and
+	// unchanged until RawWrite returns; the kernel reads them during the
+	// call only.
+	n, err := r.fd.RawWrite(unix.SYS_SENDMSG, unsafe.Pointer(&r.wmsg), unix.MSG_NOSIGNAL, len(a)+len(b))
 	r.wiov = [2]unix.Iovec{}
-	r.wmsg.Control, r.werr = nil, nil
+	r.wmsg.Control = nil
 	return n, err
-}
-
-func (r *rawIO) doWrite(fd uintptr) bool {
-	return transport.PollSyscall("sendmsg", unix.SYS_SENDMSG, fd, unsafe.Pointer(&r.wmsg), unix.MSG_NOSIGNAL, &r.wn, &r.werr)
 }
 
 // fdQueue keeps received descriptors until the message they came with is

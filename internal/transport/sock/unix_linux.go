@@ -18,20 +18,21 @@ import (
 )
 
 func listenStream(path string, o *transport.Options) (transport.Listener, error) {
-	return listenConns(path, unix.SOCK_STREAM, o, func(uc *net.UnixConn, cred Cred) (transport.Conn, error) {
-		return newUnixConn(uc, cred, o)
+	return listenConns(path, unix.SOCK_STREAM, o, func(sc *sockConn, cred Cred) (transport.Conn, error) {
+		return newUnixConn(sc, cred, o), nil
 	})
 }
 
 func dialStream(ctx context.Context, path string, o *transport.Options) (transport.Conn, error) {
-	return dialConn(ctx, "unix", path, o, func(uc *net.UnixConn, cred Cred) (transport.Conn, error) {
-		return newUnixConn(uc, cred, o)
+	return dialConn(ctx, "unix", path, o, func(sc *sockConn, cred Cred) (transport.Conn, error) {
+		return newUnixConn(sc, cred, o), nil
 	})
 }
 
 // listenConns listens at path with a socket of type sotype and makes each
-// connection from an allowed peer a message connection with mk.
-func listenConns(path string, sotype int, o *transport.Options, mk func(*net.UnixConn, Cred) (transport.Conn, error)) (transport.Listener, error) {
+// connection from an allowed peer a message connection with mk, its
+// socket out of the runtime poller (detach).
+func listenConns(path string, sotype int, o *transport.Options, mk func(*sockConn, Cred) (transport.Conn, error)) (transport.Listener, error) {
 	nl, sf, err := listenUnix(path, sotype, o.Perm)
 	if err != nil {
 		return nil, err
@@ -45,9 +46,13 @@ func listenConns(path string, sotype int, o *transport.Options, mk func(*net.Uni
 			_ = uc.Close()
 			return nil
 		}
-		c, err := mk(uc, cred)
+		sc, err := detach(uc)
 		if err != nil {
-			_ = uc.Close()
+			return nil
+		}
+		c, err := mk(sc, cred)
+		if err != nil {
+			_ = sc.fd.Close()
 			return nil
 		}
 		return c
@@ -57,15 +62,20 @@ func listenConns(path string, sotype int, o *transport.Options, mk func(*net.Uni
 }
 
 // dialConn dials path, checks the listener's uid and makes the connection
-// a message connection with mk.
-func dialConn(ctx context.Context, network, path string, o *transport.Options, mk func(*net.UnixConn, Cred) (transport.Conn, error)) (transport.Conn, error) {
+// a message connection with mk, its socket out of the runtime poller
+// (detach).
+func dialConn(ctx context.Context, network, path string, o *transport.Options, mk func(*sockConn, Cred) (transport.Conn, error)) (transport.Conn, error) {
 	uc, cred, err := dialUnix(ctx, network, path, o)
 	if err != nil {
 		return nil, err
 	}
-	c, err := mk(uc, cred)
+	sc, err := detach(uc)
 	if err != nil {
-		_ = uc.Close()
+		return nil, err
+	}
+	c, err := mk(sc, cred)
+	if err != nil {
+		_ = sc.fd.Close()
 		return nil, err
 	}
 	return c, nil
@@ -95,7 +105,8 @@ func dialUnix(ctx context.Context, network, path string, o *transport.Options) (
 // each message is one frame on the stream. Besides the transport.Conn
 // calls it has the peer's credentials and descriptor passing.
 type UnixConn struct {
-	uc   *net.UnixConn
+	s    *sockConn
+	fd   *transport.FD // s.fd
 	sc   *transport.StreamConn
 	rd   *fdReader
 	cred Cred
@@ -112,16 +123,14 @@ type UnixConn struct {
 	closed atomic.Bool
 }
 
-func newUnixConn(uc *net.UnixConn, cred Cred, o *transport.Options) (*UnixConn, error) {
+func newUnixConn(s *sockConn, cred Cred, o *transport.Options) *UnixConn {
 	max := o.MaxMessageSize
-	raw, err := newRawIO(uc)
-	if err != nil {
-		return nil, err
-	}
-	c := &UnixConn{uc: uc, cred: cred, max: max, raw: raw}
-	c.rd = &fdReader{uc: uc, raw: raw, oob: make([]byte, oobSize)}
-	c.sc = transport.NewStreamConn(c.rd, uc, max, uc)
-	return c, nil
+	raw := newRawIO(s.fd)
+	c := &UnixConn{s: s, fd: s.fd, cred: cred, max: max, raw: raw}
+	c.rd = &fdReader{fd: s.fd, raw: raw, oob: make([]byte, oobSize)}
+	// Writes go to the FD itself: one writev(2) per frame.
+	c.sc = transport.NewStreamConn(c.rd, s.fd, max, s.fd)
+	return c
 }
 
 // Send sends msg as one message.
@@ -135,7 +144,7 @@ func (c *UnixConn) Send(ctx context.Context, msg []byte) error {
 		if err := frame.CheckSize(len(msg), c.max); err != nil {
 			return err
 		}
-		if err := c.fix(transport.WithWriteContext(ctx, &c.dl, c.uc, c.flush)); err != nil {
+		if err := c.fix(transport.WithWriteContext(ctx, &c.dl, c.fd, c.flush)); err != nil {
 			return err
 		}
 	}
@@ -147,7 +156,7 @@ func (c *UnixConn) flush() error {
 	if len(c.tail) == 0 {
 		return nil
 	}
-	n, err := c.uc.Write(c.tail)
+	n, err := c.fd.Write(c.tail)
 	if err != nil {
 		c.tail = c.tail[n:]
 		return err
@@ -216,7 +225,7 @@ func (c *UnixConn) SendFiles(ctx context.Context, msg []byte, files ...*os.File)
 	}
 	var hdr [frame.HeaderSize]byte
 	frame.Header{Len: len(msg)}.Put(hdr[:])
-	err := transport.WithWriteContext(ctx, &c.dl, c.uc, func() error {
+	err := transport.WithWriteContext(ctx, &c.dl, c.fd, func() error {
 		if err := c.flush(); err != nil {
 			return err
 		}
@@ -237,7 +246,7 @@ func (c *UnixConn) SendFiles(ctx context.Context, msg []byte, files ...*os.File)
 		} else {
 			rest = net.Buffers{msg[n-len(hdr):]}
 		}
-		written, err := rest.WriteTo(c.uc)
+		written, err := rest.WriteTo(c.fd)
 		if err != nil { // keep the rest of the frame for the next send
 			if off := n + int(written); off < len(hdr) {
 				c.tail = append(append([]byte{}, hdr[off:]...), msg...)
@@ -277,10 +286,10 @@ func (c *UnixConn) Close() error {
 }
 
 // LocalAddr returns the socket's address.
-func (c *UnixConn) LocalAddr() net.Addr { return c.uc.LocalAddr() }
+func (c *UnixConn) LocalAddr() net.Addr { return c.s.local }
 
 // RemoteAddr returns the peer socket's address.
-func (c *UnixConn) RemoteAddr() net.Addr { return c.uc.RemoteAddr() }
+func (c *UnixConn) RemoteAddr() net.Addr { return c.s.remote }
 
 // fdReader reads the stream with recvmsg and a control buffer, keeping the
 // descriptors that arrive with the offset in the stream where the read that
@@ -289,7 +298,7 @@ func (c *UnixConn) RemoteAddr() net.Addr { return c.uc.RemoteAddr() }
 // to a frame's first bytes, so they belong to the message whose frame holds
 // that offset.
 type fdReader struct {
-	uc  *net.UnixConn
+	fd  *transport.FD
 	raw *rawIO
 	oob []byte
 	off int64 // bytes read so far
@@ -316,6 +325,6 @@ func (r *fdReader) Read(b []byte) (int, error) {
 	return n, nil
 }
 
-func (r *fdReader) Write(b []byte) (int, error)        { return r.uc.Write(b) }
-func (r *fdReader) SetReadDeadline(t time.Time) error  { return r.uc.SetReadDeadline(t) }
-func (r *fdReader) SetWriteDeadline(t time.Time) error { return r.uc.SetWriteDeadline(t) }
+func (r *fdReader) Write(b []byte) (int, error)        { return r.fd.Write(b) }
+func (r *fdReader) SetReadDeadline(t time.Time) error  { return r.fd.SetReadDeadline(t) }
+func (r *fdReader) SetWriteDeadline(t time.Time) error { return r.fd.SetWriteDeadline(t) }

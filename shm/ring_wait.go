@@ -73,6 +73,10 @@ func wake(w *atomic.Uint32) { futex.Wake(w, 1<<30) }
 // that did is corrupt, and the consumer's Peek says so.
 func (r *Ring) ready(reader, full bool) bool {
 	if reader {
+		// Touch the line after the next record's header too: a small
+		// record spans two lines, and the producer's write of the second
+		// then travels while the first does, not after it.
+		_ = mmap.Uint64(r.data, int((r.chead+64)&r.mask)).Load()
 		if mmap.Uint64(r.data, int(r.chead&r.mask)).Load() != 0 {
 			r.seen = true // Peek need not ask the producer's index
 			return true

@@ -271,6 +271,26 @@ type rawIO struct {
 
 func newRawIO(fd *transport.FD) *rawIO { return &rawIO{fd: fd} }
 
+// awaitReadable polls the socket without sleeping, for at most d, until it
+// is readable; the read that follows then need not wait. It is for data
+// known to be on its way (the rest of a message), where a sleep would cost
+// a wake-up far longer than the wait.
+func (r *rawIO) awaitReadable(d time.Duration) {
+	_ = r.fd.Control(func(fd uintptr) {
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		start := time.Now()
+		for {
+			// poll(2) with a zero timeout only reports readiness.
+			if n, err := unix.Poll(pfd, 0); n > 0 || (err != nil && err != unix.EINTR) {
+				return
+			}
+			if time.Since(start) >= d {
+				return
+			}
+		}
+	})
+}
+
 func setIov(iov *unix.Iovec, b []byte) {
 	if len(b) == 0 {
 		iov.Base, iov.Len = nil, 0

@@ -223,7 +223,11 @@ type sockConn struct {
 // (F_DUPFD_CLOEXEC: the duplicate shares the open file description), then
 // closes uc, which removes its descriptor from epoll (EPOLL_CTL_DEL) and
 // closes it; the duplicate was never registered. uc is closed in any case.
-func detach(uc *net.UnixConn) (*sockConn, error) {
+// It serves Unix and TCP connections.
+func detach(uc interface {
+	net.Conn
+	syscall.Conn
+}) (*sockConn, error) {
 	local, remote := uc.LocalAddr(), uc.RemoteAddr()
 	rc, err := uc.SyscallConn()
 	if err != nil {

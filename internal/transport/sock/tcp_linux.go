@@ -38,7 +38,11 @@ func listenTCP(addr string, o *transport.Options) (transport.Listener, error) {
 			return nil
 		}
 		if cfg == nil {
-			return newTCPConn(tc, nil, max)
+			c, err := newPlainTCPConn(tc, max)
+			if err != nil {
+				return nil
+			}
+			return c
 		}
 		c := newTCPConn(tc, tls.Server(tc, cfg), max)
 		c.hs = &handshake{done: make(chan struct{}), changed: make(chan struct{})}
@@ -62,7 +66,7 @@ func dialTCP(ctx context.Context, addr string, o *transport.Options) (transport.
 		return nil, err
 	}
 	if o.TLS == nil {
-		return newTCPConn(tc, nil, o.MaxMessageSize), nil
+		return newPlainTCPConn(tc, o.MaxMessageSize)
 	}
 	cfg := o.TLS
 	if cfg.ServerName == "" {
@@ -101,7 +105,8 @@ func dialTCP(ctx context.Context, addr string, o *transport.Options) (transport.
 // usable, as does an interrupted Recv.
 type TCPConn struct {
 	*transport.StreamConn
-	tcp *net.TCPConn
+	tcp *net.TCPConn // with TLS
+	sc  *sockConn    // without TLS: the socket, out of the runtime poller
 	tls *tls.Conn
 	hs  *handshake // the handshake of an accepted TLS connection, else nil
 	max int
@@ -126,14 +131,23 @@ type handshake struct {
 	changed  chan struct{} // closed (and replaced) when the deadline changes
 }
 
+// newTCPConn makes a TLS connection over tc.
 func newTCPConn(tc *net.TCPConn, tlc *tls.Conn, max int) *TCPConn {
 	c := &TCPConn{tcp: tc, tls: tlc, max: max}
-	if tlc != nil {
-		c.StreamConn = transport.NewStreamConn(tlc, tlc, max, closerFunc(c.closeTLS))
-	} else {
-		c.StreamConn = transport.NewStreamConn(tc, tc, max, tc)
-	}
+	c.StreamConn = transport.NewStreamConn(tlc, tlc, max, closerFunc(c.closeTLS))
 	return c
+}
+
+// newPlainTCPConn makes a connection without TLS over tc, whose socket it
+// takes out of the runtime poller as the Unix transports do (tc is closed).
+func newPlainTCPConn(tc *net.TCPConn, max int) (*TCPConn, error) {
+	sc, err := detach(tc)
+	if err != nil {
+		return nil, err
+	}
+	c := &TCPConn{sc: sc, max: max}
+	c.StreamConn = transport.NewStreamConn(sc.fd, sc.fd, max, sc.fd)
+	return c, nil
 }
 
 type closerFunc func() error
@@ -334,9 +348,18 @@ func (c *TCPConn) closeTLS() error {
 	return err
 }
 
-// NetConn returns the TCP connection underneath (for socket options; reading
-// or writing it breaks the framing).
-func (c *TCPConn) NetConn() *net.TCPConn { return c.tcp }
+// Control calls fn with the socket's descriptor, for socket options
+// (reading or writing it breaks the framing).
+func (c *TCPConn) Control(fn func(fd uintptr)) error {
+	if c.sc != nil {
+		return c.sc.fd.Control(fn)
+	}
+	rc, err := c.tcp.SyscallConn()
+	if err != nil {
+		return err
+	}
+	return rc.Control(fn)
+}
 
 // TLSState returns the state of the TLS connection, and false if the
 // connection does not use TLS.
@@ -348,7 +371,17 @@ func (c *TCPConn) TLSState() (tls.ConnectionState, bool) {
 }
 
 // LocalAddr returns the local address.
-func (c *TCPConn) LocalAddr() net.Addr { return c.tcp.LocalAddr() }
+func (c *TCPConn) LocalAddr() net.Addr {
+	if c.sc != nil {
+		return c.sc.local
+	}
+	return c.tcp.LocalAddr()
+}
 
 // RemoteAddr returns the peer's address.
-func (c *TCPConn) RemoteAddr() net.Addr { return c.tcp.RemoteAddr() }
+func (c *TCPConn) RemoteAddr() net.Addr {
+	if c.sc != nil {
+		return c.sc.remote
+	}
+	return c.tcp.RemoteAddr()
+}

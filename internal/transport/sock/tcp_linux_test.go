@@ -36,13 +36,11 @@ func tcpConn(t *testing.T, c ipc.Conn) *sock.TCPConn {
 func TestTCPNoDelay(t *testing.T) {
 	s, c := pair(t, "tcp://127.0.0.1:0", nil, nil)
 	for side, conn := range map[string]ipc.Conn{"accepted": s, "dialed": c} {
-		rc, err := tcpConn(t, conn).NetConn().SyscallConn()
-		if err != nil {
-			t.Fatal(err)
-		}
 		var v int
 		var gerr error
-		rc.Control(func(fd uintptr) { v, gerr = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY) })
+		if err := tcpConn(t, conn).Control(func(fd uintptr) { v, gerr = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY) }); err != nil {
+			t.Fatal(err)
+		}
 		if gerr != nil || v == 0 {
 			t.Fatalf("%s: TCP_NODELAY = %d, %v", side, v, gerr)
 		}

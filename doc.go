@@ -49,6 +49,15 @@
 //   - Concurrency: one Send and one Recv may run at the same time.
 //     Concurrent Sends are serialised, never interleaved, as are concurrent
 //     Recvs.
+//   - Waiting: a Send or Recv that must wait holds its thread for a
+//     while. unix, unixpacket, tcp without TLS, fifo and pipe connections
+//     wait in ppoll(2) (their descriptors stay out of the Go runtime's
+//     poller) and posixmq in mq_timedsend/mq_timedreceive, for up to
+//     10 ms, then in the runtime's poller, which holds no thread; shm
+//     spins for Config.Spin, then sleeps in futex(2) for the rest of the
+//     wait. Goroutines blocked on many connections at once therefore hold
+//     as many threads. Waiting in the thread is what makes a hand-off as
+//     fast as a C program's (PROTOCOL.md says why).
 //   - The end: after Close every call returns net.ErrClosed, and calls
 //     blocked in Send or Recv return. When the peer closes its end or its
 //     process dies (kill -9 included), Recv returns the messages already

@@ -4,7 +4,6 @@ package transport
 
 import (
 	"os"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -31,28 +30,4 @@ func GrowPipe(f *os.File) {
 			_, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, PipeBuffer)
 		}
 	})
-}
-
-// PollSyscall makes system call trap(fd, p, a3) for a syscall.RawConn Read
-// or Write callback, whose result it is: it retries on EINTR, returns false
-// on EAGAIN (the runtime's poller then waits for the descriptor), and
-// otherwise stores the result in *n and *err (an *os.SyscallError named
-// name) and returns true. p is the call's buffer or message header; the
-// conversion to uintptr happens in the call itself, as unsafe.Pointer's
-// rules for system calls require.
-func PollSyscall(name string, trap, fd uintptr, p unsafe.Pointer, a3 uintptr, n *int, err *error) bool {
-	for {
-		r, _, e := unix.Syscall(trap, fd, uintptr(p), a3)
-		switch e {
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			return false
-		case 0:
-			*n, *err = int(r), nil
-		default:
-			*n, *err = 0, os.NewSyscallError(name, e)
-		}
-		return true
-	}
 }

@@ -178,10 +178,19 @@ func TestFDKickInPpoll(t *testing.T) {
 		fill(t, w)
 		ch := start(func() (int, error) { return w.writev2(make([]byte, 8), make([]byte, 1<<20)) })
 		waitFor(t, "Write in ppoll", func() bool { return inPpoll(w) })
+		full, err := unix.IoctlGetInt(int(r.f.Fd()), unix.TIOCINQ)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if _, err := r.Read(make([]byte, 8192)); err != nil { // room for 2 pages
 			t.Fatal(err)
 		}
-		time.Sleep(10 * time.Millisecond)
+		// The writer fills them (however late it runs), then waits again.
+		waitFor(t, "the writer to fill the room", func() bool {
+			n, err := unix.IoctlGetInt(int(r.f.Fd()), unix.TIOCINQ)
+			return err == nil && n == full
+		})
+		waitFor(t, "Write in ppoll again", func() bool { return inPpoll(w) })
 		w.SetWriteDeadline(time.Now())
 		c := get(t, ch)
 		if !errors.Is(c.err, os.ErrDeadlineExceeded) || c.n != 8192 {

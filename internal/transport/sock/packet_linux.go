@@ -316,27 +316,38 @@ func (c *PacketConn) recvFirst(out []byte, fds []int, files bool) ([]byte, []int
 	if err != nil {
 		return out, fds, false, err
 	}
-	if n == 0 {
-		return out, fds, false, io.EOF // peer gone (a packet is never empty)
-	}
-	if n < frame.HeaderSize {
-		return out, fds, false, fmt.Errorf("%w: %d-byte packet", ipcerr.ErrCorruptFrame, n)
-	}
-	if flags&unix.MSG_TRUNC != 0 || n > frame.HeaderSize+FirstPacket {
+	if n > 0 && (flags&unix.MSG_TRUNC != 0 || n > frame.HeaderSize+FirstPacket) {
 		return out, fds, false, fmt.Errorf("%w: a message's first packet has %d bytes, at most %d allowed",
 			ipcerr.ErrCorruptFrame, n, frame.HeaderSize+FirstPacket)
 	}
-	h, err := frame.Parse(c.rhdr[:], c.max-start)
+	h, err := c.packetHeader(n, c.max-start)
 	if err != nil {
 		return out, fds, false, err
-	}
-	if n != frame.HeaderSize+h.Len {
-		return out, fds, false, fmt.Errorf("%w: %d-byte packet, its header says %d", ipcerr.ErrCorruptFrame, n, frame.HeaderSize+h.Len)
 	}
 	if direct {
 		return out[:start+h.Len], fds, h.More, nil
 	}
 	return append(out, c.first[:h.Len]...), fds, h.More, nil
+}
+
+// packetHeader checks a packet of n bytes whose header is in c.rhdr, for
+// a message with room for max more bytes: none means the peer is gone
+// (a packet is never empty), and the header must give the packet's size.
+func (c *PacketConn) packetHeader(n, max int) (frame.Header, error) {
+	switch {
+	case n == 0:
+		return frame.Header{}, io.EOF
+	case n < frame.HeaderSize:
+		return frame.Header{}, fmt.Errorf("%w: %d-byte packet", ipcerr.ErrCorruptFrame, n)
+	}
+	h, err := frame.Parse(c.rhdr[:], max)
+	if err != nil {
+		return h, err
+	}
+	if n != frame.HeaderSize+h.Len {
+		return h, fmt.Errorf("%w: %d-byte packet, its header says %d", ipcerr.ErrCorruptFrame, n, frame.HeaderSize+h.Len)
+	}
+	return h, nil
 }
 
 // recvPacket reads one packet, appending its payload to out and its
@@ -347,18 +358,9 @@ func (c *PacketConn) recvPacket(out []byte, fds []int) ([]byte, []int, bool, err
 	if err != nil {
 		return out, fds, false, err
 	}
-	if n == 0 {
-		return out, fds, false, io.EOF // peer gone (a packet is never empty)
-	}
-	if n < frame.HeaderSize {
-		return out, fds, false, fmt.Errorf("%w: %d-byte packet", ipcerr.ErrCorruptFrame, n)
-	}
-	h, err := frame.Parse(c.rhdr[:], c.max-len(out))
+	h, err := c.packetHeader(n, c.max-len(out))
 	if err != nil {
 		return out, fds, false, err
-	}
-	if n != frame.HeaderSize+h.Len {
-		return out, fds, false, fmt.Errorf("%w: %d-byte packet, its header says %d", ipcerr.ErrCorruptFrame, n, frame.HeaderSize+h.Len)
 	}
 	start := len(out)
 	out = grow(out, h.Len)

@@ -45,6 +45,7 @@ const (
 // context ends), the barrier breaks: every waiter, and every later Wait,
 // gets ErrBrokenBarrier until Reset. A party that dies before it arrives
 // cannot be told from a late one: bound the Wait with a context or timeout.
+// A party that dies after its round tripped (or broke) breaks nothing.
 // Use exactly parties participants per round.
 type Barrier struct {
 	base

@@ -28,7 +28,8 @@ const wdPoll = 10 * time.Millisecond
 
 // peerPark opens primitive args[2] of kind args[1] in segment args[0],
 // parks at step args[3] of its slow path and, unless killed there first,
-// reports the outcome of the call. args[4:] are kind-specific.
+// reports the outcome of the call; step "after" parks it once the call has
+// returned (a holder, for a lock). args[4:] are kind-specific.
 func peerPark(args []string) int {
 	if len(args) < 4 {
 		return ipctest.Fail("park: want at least 4 args, got %q", args)
@@ -109,13 +110,18 @@ func peerPark(args []string) int {
 		}
 		return fmt.Errorf("park: kind %q", kind)
 	}
-	fmt.Println("done", mxCode(call()))
+	err = call()
+	if step == "after" {
+		fmt.Println("parked")
+		time.Sleep(time.Minute) // until killed
+	}
+	fmt.Println("done", mxCode(err))
 	return 0
 }
 
 // wdPark starts a peer that calls kind on object name and parks at step,
 // and kills it there. The caller has made sure the call must wait.
-func wdPark(t *testing.T, seg *shm.Segment, kind, name, step string, extra ...string) {
+func wdPark(t testing.TB, seg *shm.Segment, kind, name, step string, extra ...string) {
 	t.Helper()
 	p := ipctest.StartPeer(t, "park", append([]string{seg.Name(), kind, name, step}, extra...)...)
 	if l := p.Line(t, mxWait); l != "parked" {

@@ -161,7 +161,9 @@ func (c *Cond) withdraw(v uint32) {
 	}
 }
 
-// CondState is a snapshot of a condition variable.
+// CondState is a snapshot of a condition variable. Waiters counts a
+// waiter from the moment it arrives in Wait, just before it releases the
+// mutex.
 type CondState struct {
 	Waiters int `json:"waiters"`
 	Pending int `json:"pending"`

@@ -527,3 +527,36 @@ func benchOK(b *testing.B, err error) {
 		b.Fatal(err)
 	}
 }
+
+// BenchmarkRWMutexUncontended is Lock+Unlock and RLock+RUnlock of a
+// procsync.RWMutex in one goroutine.
+func BenchmarkRWMutexUncontended(b *testing.B) {
+	seg := ipctest.CreateSegment(b, 1<<16, nil)
+	rw, err := procsync.NewRWMutex(seg, "rw", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	b.Run("Lock", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if err := rw.Lock(ctx); err != nil {
+				b.Fatal(err)
+			}
+			if err := rw.Unlock(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("RLock", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if err := rw.RLock(ctx); err != nil {
+				b.Fatal(err)
+			}
+			if err := rw.RUnlock(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

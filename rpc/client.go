@@ -143,7 +143,8 @@ func (cc *ClientConn) connect(ctx context.Context, c ipc.Conn) (*ctransport, err
 		c.Close()
 		return nil, fmt.Errorf("%w: server %s speaks %d, client %d", ErrVersion, cc.addr, f.version, protocolVersion)
 	}
-	t := &ctransport{cc: cc, c: c, window: int(f.window), calls: map[uint64]receiver{}, done: make(chan struct{})}
+	t := &ctransport{cc: cc, c: c, window: int(f.window), calls: map[uint64]receiver{}, done: make(chan struct{}),
+		wake: make(chan struct{}, 1), rbuf: make([]byte, 0, 4096)}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	return t, nil
 }
@@ -264,7 +265,12 @@ type ctransport struct {
 	err    error // why it died; nil while alive
 	goaway atomic.Bool
 	dead   atomic.Bool
-	done   chan struct{} // closed when the reader ended
+	done   chan struct{} // closed when the reader goroutine ended
+
+	wake   chan struct{} // wakes the reader goroutine
+	rmu    sync.Mutex    // the reading role
+	rbuf   []byte        // the reader's buffer (rmu)
+	rframe frame         // the frame being handed on (rmu)
 }
 
 func (t *ctransport) usable() bool { return !t.dead.Load() && !t.goaway.Load() }
@@ -341,67 +347,131 @@ func (t *ctransport) close(err error) {
 	}
 }
 
+// The reading role: whoever holds rmu reads frames and hands each to its
+// call. A unary caller takes the role itself when it is free and reads
+// until its own reply is in, which saves the wake-up of a reader goroutine
+// per call; otherwise the connection's reader goroutine (readLoop) holds
+// it, for as long as any call or stream waits. A holder that leaves while
+// calls wait wakes the reader goroutine (needReader is checked after each
+// release, so no call is ever left without a reader).
+
+// needReader reports whether a call or stream waits for frames.
+func (t *ctransport) needReader() bool {
+	t.mu.Lock()
+	n := len(t.calls)
+	t.mu.Unlock()
+	return n > 0
+}
+
+func (t *ctransport) wakeReader() {
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
+}
+
+// readLoop is the connection's reader goroutine.
 func (t *ctransport) readLoop() {
 	defer close(t.done)
-	buf := make([]byte, 0, 4096)
-	var f frame
 	for {
-		msg, err := t.c.Recv(context.Background(), buf[:0])
-		if err != nil {
-			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
-				err = fmt.Errorf("server closed the connection: %w", err)
-			}
-			t.close(err)
+		select {
+		case <-t.wake:
+		case <-t.ctx.Done():
 			return
 		}
-		buf = msg
-		if err := decodeFrame(msg, &f); err != nil {
-			t.close(protoErr(err))
-			return
-		}
-		switch f.typ {
-		case frameData:
-			if f.flags&(flagHead|flagEnd) != 0 {
-				t.close(protoErr(errors.New("client flags from the server")))
-				return
-			}
-			t.mu.Lock()
-			r := t.calls[f.id]
-			if r != nil && f.flags&flagStatus != 0 {
-				delete(t.calls, f.id)
-			}
-			idle := len(t.calls) == 0 && t.goaway.Load()
-			t.mu.Unlock()
-			if r != nil {
-				if err := r.deliver(t, &f); err != nil {
-					t.close(err)
+		for t.needReader() {
+			t.rmu.Lock()
+			for t.needReader() {
+				if err := t.readFrame(t.ctx); err != nil {
+					t.rmu.Unlock()
 					return
 				}
 			}
-			if idle {
-				t.close(status.Error(codes.Unavailable, "rpc: server went away"))
-			}
-		case frameWindow:
-			t.mu.Lock()
-			r := t.calls[f.id]
-			t.mu.Unlock()
-			if cs, ok := r.(*cstream); ok {
-				cs.out.add(int(f.credit))
-			}
-		case frameGoAway:
-			t.goaway.Store(true)
-			t.cc.forget(t, false)
-			t.mu.Lock()
-			idle := len(t.calls) == 0
-			t.mu.Unlock()
-			if idle {
-				t.close(status.Error(codes.Unavailable, "rpc: server went away"))
-			}
-		default:
-			t.close(protoErr(fmt.Errorf("frame type %d from the server", f.typ)))
-			return
+			t.rmu.Unlock()
 		}
 	}
+}
+
+// lead reads frames, as the holder of rmu, until w's call has ended; it
+// returns ctx's error if ctx ends first.
+func (t *ctransport) lead(ctx context.Context, w *waiter) error {
+	for !w.done.Load() {
+		if err := t.readFrame(ctx); err != nil {
+			if t.dead.Load() {
+				return nil // w has its error
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// readFrame reads one frame and hands it on. An error is either ctx's (the
+// connection is fine) or fatal: the connection is closed then.
+func (t *ctransport) readFrame(ctx context.Context) error {
+	msg, err := t.c.Recv(ctx, t.rbuf[:0])
+	if err != nil {
+		if ctx.Err() != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.EOF) {
+			return ctx.Err()
+		}
+		if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+			err = fmt.Errorf("server closed the connection: %w", err)
+		}
+		t.close(err)
+		return err
+	}
+	t.rbuf = msg
+	f := &t.rframe
+	if err := decodeFrame(msg, f); err != nil {
+		err = protoErr(err)
+		t.close(err)
+		return err
+	}
+	switch f.typ {
+	case frameData:
+		if f.flags&(flagHead|flagEnd) != 0 {
+			err := protoErr(errors.New("client flags from the server"))
+			t.close(err)
+			return err
+		}
+		t.mu.Lock()
+		r := t.calls[f.id]
+		if r != nil && f.flags&flagStatus != 0 {
+			delete(t.calls, f.id)
+		}
+		idle := len(t.calls) == 0 && t.goaway.Load()
+		t.mu.Unlock()
+		if r != nil {
+			if err := r.deliver(t, f); err != nil {
+				t.close(err)
+				return err
+			}
+		}
+		if idle {
+			t.close(status.Error(codes.Unavailable, "rpc: server went away"))
+		}
+	case frameWindow:
+		t.mu.Lock()
+		r := t.calls[f.id]
+		t.mu.Unlock()
+		if cs, ok := r.(*cstream); ok {
+			cs.out.add(int(f.credit))
+		}
+	case frameGoAway:
+		t.goaway.Store(true)
+		t.cc.forget(t, false)
+		t.mu.Lock()
+		idle := len(t.calls) == 0
+		t.mu.Unlock()
+		if idle {
+			t.close(status.Error(codes.Unavailable, "rpc: server went away"))
+		}
+	default:
+		err := protoErr(fmt.Errorf("frame type %d from the server", f.typ))
+		t.close(err)
+		return err
+	}
+	return nil
 }
 
 // statusOf decodes the status of a frame with flagStatus.
@@ -552,7 +622,18 @@ func (cc *ClientConn) unary(ctx context.Context, ci *callInfo, method string, ar
 		}
 	}
 	putBuf(b)
-	if err == nil {
+	if err == nil && t.rmu.TryLock() {
+		err = t.lead(ctx, w)
+		t.rmu.Unlock()
+		if t.needReader() {
+			t.wakeReader()
+		}
+		if err == nil {
+			<-w.ch
+			return w.result(ci)
+		}
+		err = status.FromContextError(err).Err()
+	} else if err == nil {
 		select {
 		case <-w.ch:
 			return w.result(ci)
@@ -578,7 +659,8 @@ type statusProto = spb.Status
 // waiter is a unary call waiting for its reply; pooled, so a call
 // allocates little.
 type waiter struct {
-	ch chan struct{} // gets one token when the call ended
+	ch   chan struct{} // gets one token when the call ended
+	done atomic.Bool   // set just before the token is sent
 
 	mu      sync.Mutex // guards everything below against a late reader
 	t       *ctransport
@@ -617,6 +699,7 @@ func (w *waiter) deliver(t *ctransport, f *frame) error {
 		} else if w.err == nil && w.reply != nil {
 			w.err = status.Error(codes.Internal, "rpc: unary reply without a message")
 		}
+		w.done.Store(true)
 		w.ch <- struct{}{}
 	}
 	return nil
@@ -629,6 +712,7 @@ func (w *waiter) fail(t *ctransport, id uint64, err error) {
 		return
 	}
 	w.err = err
+	w.done.Store(true)
 	w.ch <- struct{}{}
 }
 
@@ -651,6 +735,7 @@ func (w *waiter) result(ci *callInfo) error {
 func (w *waiter) abandon() {
 	w.mu.Lock()
 	w.t, w.id, w.reply, w.codec, w.err, w.header, w.trailer = nil, 0, nil, nil, nil, nil, nil
+	w.done.Store(false)
 	w.mu.Unlock()
 	w.release()
 }

@@ -61,6 +61,7 @@ func (cc *ClientConn) newStream(ctx context.Context, desc *grpc.StreamDesc, meth
 		return nil, err
 	}
 	cs.stop = context.AfterFunc(ctx, cs.cancelled)
+	t.wakeReader() // streams are read by the reader goroutine
 	return cs, nil
 }
 

@@ -1,0 +1,125 @@
+package rpc_test
+
+import (
+	"context"
+	"testing"
+
+	testpb "google.golang.org/grpc/interop/grpc_testing"
+
+	"github.com/ipcgo/ipc"
+	"github.com/ipcgo/ipc/rpc"
+)
+
+// Benchmarks of a unary call against the raw round trip of the same
+// transport, server and client in this process (run them together and
+// compare: go test -bench . -benchmem ./rpc).
+
+func BenchmarkUnary(b *testing.B) {
+	for _, tr := range []string{ipc.SHM, ipc.Unix} {
+		for _, size := range []int{64, 4096} {
+			name := tr + "/" + sizeName(size)
+			b.Run("raw/"+name, func(b *testing.B) { benchRaw(b, tr, size) })
+			b.Run("rpc/"+name, func(b *testing.B) { benchRPC(b, tr, size) })
+		}
+	}
+}
+
+func sizeName(n int) string {
+	if n >= 1024 {
+		return itoa(n/1024) + "KiB"
+	}
+	return itoa(n) + "B"
+}
+
+func itoa(n int) string {
+	if n < 10 {
+		return string(rune('0' + n))
+	}
+	return itoa(n/10) + string(rune('0'+n%10))
+}
+
+// benchRaw: an echo server on a raw ipc.Conn, size bytes each way.
+func benchRaw(b *testing.B, tr string, size int) {
+	addr := testAddr(b, tr)
+	l, err := ipc.Listen(addr, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	ctx := context.Background()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c, err := l.AcceptConn(ctx)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 0, 8192)
+		for {
+			m, err := c.Recv(ctx, buf[:0])
+			if err != nil {
+				return
+			}
+			if c.Send(ctx, m) != nil {
+				return
+			}
+		}
+	}()
+	c, err := ipc.Dial(ctx, addr, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	msg := make([]byte, size)
+	buf := make([]byte, 0, 8192)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if err := c.Send(ctx, msg); err != nil {
+			b.Fatal(err)
+		}
+		if buf, err = c.Recv(ctx, buf[:0]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	c.Close()
+	<-done
+}
+
+// echoServer answers UnaryCall with the request's payload.
+type echoServer struct {
+	testpb.UnimplementedTestServiceServer
+}
+
+func (echoServer) UnaryCall(_ context.Context, in *testpb.SimpleRequest) (*testpb.SimpleResponse, error) {
+	return &testpb.SimpleResponse{Payload: in.Payload}, nil
+}
+
+func benchRPC(b *testing.B, tr string, size int) {
+	addr := testAddr(b, tr)
+	l, err := ipc.Listen(addr, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := rpc.NewServer()
+	testpb.RegisterTestServiceServer(srv, echoServer{})
+	done := make(chan struct{})
+	go func() { defer close(done); srv.Serve(l) }()
+	defer func() { srv.Close(); <-done }()
+	ctx := context.Background()
+	cc, err := rpc.Dial(ctx, addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cc.Close()
+	c := testpb.NewTestServiceClient(cc)
+	req := &testpb.SimpleRequest{Payload: &testpb.Payload{Body: make([]byte, size-5)}} // 64 or 4096 bytes marshalled
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if _, err := c.UnaryCall(ctx, req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -2,16 +2,18 @@ package rpc_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 
 	"github.com/ipcgo/ipc"
+	"github.com/ipcgo/ipc/internal/ipctest"
 	"github.com/ipcgo/ipc/rpc"
 )
 
 // Benchmarks of a unary call against the raw round trip of the same
-// transport, server and client in this process (run them together and
+// transport, server and client in this process or in two (-2proc) (run them together and
 // compare: go test -bench . -benchmem ./rpc).
 
 func BenchmarkUnary(b *testing.B) {
@@ -20,6 +22,8 @@ func BenchmarkUnary(b *testing.B) {
 			name := tr + "/" + sizeName(size)
 			b.Run("raw/"+name, func(b *testing.B) { benchRaw(b, tr, size) })
 			b.Run("rpc/"+name, func(b *testing.B) { benchRPC(b, tr, size) })
+			b.Run("raw-2proc/"+name, func(b *testing.B) { benchRaw2(b, tr, size) })
+			b.Run("rpc-2proc/"+name, func(b *testing.B) { benchRPC2(b, tr, size) })
 		}
 	}
 }
@@ -102,7 +106,7 @@ func benchRPC(b *testing.B, tr string, size int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv := rpc.NewServer()
+	srv := rpc.NewServer(benchServerOpts...)
 	testpb.RegisterTestServiceServer(srv, echoServer{})
 	done := make(chan struct{})
 	go func() { defer close(done); srv.Serve(l) }()
@@ -115,6 +119,89 @@ func benchRPC(b *testing.B, tr string, size int) {
 	defer cc.Close()
 	c := testpb.NewTestServiceClient(cc)
 	req := &testpb.SimpleRequest{Payload: &testpb.Payload{Body: make([]byte, size-5)}} // 64 or 4096 bytes marshalled
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if _, err := c.UnaryCall(ctx, req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+var benchServerOpts []rpc.ServerOption
+
+// echoPeer serves args[1] ("raw": echo every message of a raw ipc.Conn;
+// "rpc": echoServer) at args[0] until killed.
+func echoPeer(args []string) int {
+	l, err := ipc.Listen(args[0], nil)
+	if err != nil {
+		return fail("listen: %v", err)
+	}
+	if args[1] == "rpc" {
+		srv := rpc.NewServer()
+		testpb.RegisterTestServiceServer(srv, echoServer{})
+		fmt.Println("ready")
+		return fail("serve: %v", srv.Serve(l))
+	}
+	fmt.Println("ready")
+	ctx := context.Background()
+	for {
+		c, err := l.AcceptConn(ctx)
+		if err != nil {
+			return fail("accept: %v", err)
+		}
+		go func() {
+			defer c.Close()
+			buf := make([]byte, 0, 8192)
+			for {
+				m, err := c.Recv(ctx, buf[:0])
+				if err != nil || c.Send(ctx, m) != nil {
+					return
+				}
+			}
+		}()
+	}
+}
+
+func startEcho(b *testing.B, tr, kind string) string {
+	addr := testAddr(b, tr)
+	p := ipctest.StartPeer(b, "rpc-echo", addr, kind)
+	p.Expect(b, "ready", peerTimeout)
+	return addr
+}
+
+func benchRaw2(b *testing.B, tr string, size int) {
+	addr := startEcho(b, tr, "raw")
+	ctx := context.Background()
+	c, err := ipc.Dial(ctx, addr, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	msg := make([]byte, size)
+	buf := make([]byte, 0, 8192)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if err := c.Send(ctx, msg); err != nil {
+			b.Fatal(err)
+		}
+		if buf, err = c.Recv(ctx, buf[:0]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func benchRPC2(b *testing.B, tr string, size int) {
+	addr := startEcho(b, tr, "rpc")
+	ctx := context.Background()
+	cc, err := rpc.Dial(ctx, addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cc.Close()
+	c := testpb.NewTestServiceClient(cc)
+	req := &testpb.SimpleRequest{Payload: &testpb.Payload{Body: make([]byte, size-5)}}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {

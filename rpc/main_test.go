@@ -13,5 +13,6 @@ func TestMain(m *testing.M) {
 		"rpc-server":      serverPeer,
 		"rpc-pipe-server": pipeServerPeer,
 		"rpc-client":      clientPeer,
+		"rpc-echo":        echoPeer,
 	})
 }

@@ -429,6 +429,7 @@ func streams(t *testing.T, ctx context.Context, c testpb.TestServiceClient) {
 	}
 
 	// A stream cancelled by its context ends at once, on both sides.
+	before := counters(t, c)
 	sctx, scancel := context.WithCancel(ctx)
 	fd, err = c.FullDuplexCall(sctx)
 	if err != nil {
@@ -437,7 +438,7 @@ func streams(t *testing.T, ctx context.Context, c testpb.TestServiceClient) {
 	if err := fd.Send(&testpb.StreamingOutputCallRequest{Payload: &testpb.Payload{Body: []byte("block")}}); err != nil {
 		t.Fatal(err)
 	}
-	before := counters(t, c)
+	waitFor(t, func() bool { return counters(t, c)[0] > before[0] }) // the handler blocks
 	scancel()
 	_, err = fd.Recv()
 	wantCode(t, err, codes.Canceled)

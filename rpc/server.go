@@ -212,9 +212,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.state = stateDraining
 	}
 	s.closeListenersLocked()
+	conns := make([]*sconn, 0, len(s.conns))
 	for sc := range s.conns {
+		conns = append(conns, sc)
+	}
+	s.mu.Unlock()
+	for _, sc := range conns {
 		sc.goAway()
 	}
+	s.mu.Lock()
 	for len(s.conns) > 0 {
 		ch := s.changed
 		s.mu.Unlock()
@@ -684,12 +690,16 @@ func (st *sstream) finish(resp any, err error) {
 		if flags&flagHeader != 0 {
 			*b = appendMD(*b, header)
 		}
-		sterr := toStatus(err)
-		var details []byte
-		if p := sterr.Proto(); len(p.Details) > 0 {
-			details, _ = protoCodec{}.Marshal(p)
+		if err == nil {
+			*b = appendStatus(*b, 0, "", nil, trailer)
+		} else {
+			sterr := toStatus(err)
+			var details []byte
+			if p := sterr.Proto(); len(p.Details) > 0 {
+				details, _ = protoCodec{}.Marshal(p)
+			}
+			*b = appendStatus(*b, uint32(sterr.Code()), sterr.Message(), details, trailer)
 		}
-		*b = appendStatus(*b, uint32(sterr.Code()), sterr.Message(), details, trailer)
 		if err == nil && resp != nil && st.m.unary != nil {
 			(*b)[1] |= flagMsg
 			n := len(*b)

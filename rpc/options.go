@@ -88,7 +88,7 @@ func StreamWindow(n int) ServerOption {
 
 // InlineDuration is how long a unary handler may run in the goroutine that
 // reads the connection before another goroutine takes over the reading
-// (20 µs by default; a negative value: always run handlers in their own
+// (50 µs by default; a negative value: always run handlers in their own
 // goroutine). Running inline saves a goroutine hand-off per call.
 func InlineDuration(d time.Duration) ServerOption {
 	return func(o *serverOptions) { o.inlineDuration = d }
@@ -97,7 +97,7 @@ func InlineDuration(d time.Duration) ServerOption {
 func newServerOptions(opts []ServerOption) serverOptions {
 	o := serverOptions{
 		codec: protoCodec{}, maxRecv: DefaultMaxRecvMsgSize, maxSend: DefaultMaxSendMsgSize,
-		window: defaultWindow, helloTimeout: 10 * time.Second, inlineDuration: 20 * time.Microsecond,
+		window: defaultWindow, helloTimeout: 10 * time.Second, inlineDuration: 50 * time.Microsecond,
 	}
 	for _, f := range opts {
 		f(&o)

@@ -64,9 +64,9 @@
 // may run at the same time as its RecvMsg, but two SendMsgs (or two
 // RecvMsgs) of one stream must not. Register every service before the first
 // Serve. A unary handler starts in the goroutine that reads its connection;
-// if it runs longer than InlineDuration (50 µs by default), another
-// goroutine takes over the reading, so a long handler never holds up the
-// other calls. A unary caller whose connection has no reader at the moment
+// if it runs longer than InlineDuration (500 µs by default; the takeover
+// comes within twice that), another goroutine takes over the reading, so a
+// long handler holds up the other calls of its connection for at most that. A unary caller whose connection has no reader at the moment
 // reads its reply itself, which saves a goroutine wake-up per call.
 //
 // PROTOCOL.md ("rpc") documents the wire protocol.

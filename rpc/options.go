@@ -86,10 +86,12 @@ func StreamWindow(n int) ServerOption {
 	return func(o *serverOptions) { o.window = n }
 }
 
-// InlineDuration is how long a unary handler may run in the goroutine that
-// reads the connection before another goroutine takes over the reading
-// (50 µs by default; a negative value: always run handlers in their own
-// goroutine). Running inline saves a goroutine hand-off per call.
+// InlineDuration bounds how long a unary handler runs in the goroutine
+// that reads the connection before another goroutine takes over the
+// reading: between one and two InlineDurations (500 µs by default; a
+// negative value: always run handlers in their own goroutine). Running
+// inline saves a goroutine hand-off per call; the bound keeps a long
+// handler from holding up the other calls of its connection for longer.
 func InlineDuration(d time.Duration) ServerOption {
 	return func(o *serverOptions) { o.inlineDuration = d }
 }
@@ -97,7 +99,7 @@ func InlineDuration(d time.Duration) ServerOption {
 func newServerOptions(opts []ServerOption) serverOptions {
 	o := serverOptions{
 		codec: protoCodec{}, maxRecv: DefaultMaxRecvMsgSize, maxSend: DefaultMaxSendMsgSize,
-		window: defaultWindow, helloTimeout: 10 * time.Second, inlineDuration: 50 * time.Microsecond,
+		window: defaultWindow, helloTimeout: 10 * time.Second, inlineDuration: 500 * time.Microsecond,
 	}
 	for _, f := range opts {
 		f(&o)

@@ -305,8 +305,11 @@ type sconn struct {
 	// a unary handler inline. The goroutine that moves it on owns the
 	// reading: the reader when the handler returns (gen|1 -> gen), or the
 	// timer's goroutine when the handler runs long (gen|1 -> gen+1).
-	reader atomic.Uint64
-	timer  *time.Timer
+	reader    atomic.Uint64
+	timer     *time.Timer
+	armed     atomic.Bool   // timer is running (takeOver)
+	inlineSeq atomic.Uint64 // inline calls begun
+	lastSeq   atomic.Uint64 // inlineSeq at the timer's last tick
 
 	once sync.Once
 	err  error
@@ -345,18 +348,39 @@ func (sc *sconn) hello() error {
 	return nil
 }
 
-// takeOver runs in the timer's goroutine when an inline handler runs long:
-// it becomes the reader if the handler has not returned yet.
+// takeOver is the watchdog of inline handlers, run by sc.timer every
+// InlineDuration while the connection runs handlers inline (arming a
+// timer per call would cost more than the call). A handler still running
+// inline at two ticks in a row has run for at least InlineDuration: this
+// goroutine then becomes the reader. A tick that sees no inline call since
+// the last one disarms the timer; the next inline call arms it again.
 func (sc *sconn) takeOver() {
-	v := sc.reader.Load()
-	if v&1 == 0 {
+	select {
+	case <-sc.done:
+		return
+	default:
+	}
+	d := sc.s.opts.inlineDuration
+	v, seq := sc.reader.Load(), sc.inlineSeq.Load()
+	last := sc.lastSeq.Swap(seq)
+	if v&1 == 1 && seq == last {
+		next := (v>>1 + 1) << 1
+		if sc.reader.CompareAndSwap(v, next) {
+			sc.timer.Reset(d)
+			sc.readLoop(next>>1, make([]byte, 0, 4096))
+			return
+		}
+	}
+	if seq != last || v&1 == 1 {
+		sc.timer.Reset(d)
 		return
 	}
-	next := (v>>1 + 1) << 1
-	if !sc.reader.CompareAndSwap(v, next) {
-		return
+	sc.armed.Store(false)
+	// An inline call that began after the loads above saw the timer armed
+	// and left it: look again, so that none runs unwatched.
+	if sc.inlineSeq.Load() != seq && sc.armed.CompareAndSwap(false, true) {
+		sc.timer.Reset(d)
 	}
-	sc.readLoop(next>>1, make([]byte, 0, 4096))
 }
 
 func (sc *sconn) readLoop(gen uint64, buf []byte) {
@@ -399,13 +423,15 @@ func (sc *sconn) readLoop(gen uint64, buf []byte) {
 			}
 			// Run the handler here; if it runs long the timer's goroutine
 			// takes over the reading (takeOver) and this one ends after it.
+			sc.inlineSeq.Add(1)
 			sc.reader.Store(gen<<1 | 1)
-			sc.timer.Reset(sc.s.opts.inlineDuration)
+			if !sc.armed.Load() && sc.armed.CompareAndSwap(false, true) {
+				sc.timer.Reset(sc.s.opts.inlineDuration)
+			}
 			st.run(f.payload)
 			if !sc.reader.CompareAndSwap(gen<<1|1, gen<<1) {
 				return
 			}
-			sc.timer.Stop()
 		case frameCancel:
 			sc.mu.Lock()
 			st := sc.streams[f.id]

@@ -69,5 +69,9 @@
 // long handler holds up the other calls of its connection for at most that. A unary caller whose connection has no reader at the moment
 // reads its reply itself, which saves a goroutine wake-up per call.
 //
+// A codec's Unmarshal gets a slice of the connection's receive buffer,
+// which is reused for the next frame: a codec must copy what it keeps
+// (protobuf and encoding/json do), as it must not keep the slice.
+//
 // PROTOCOL.md ("rpc") documents the wire protocol.
 package rpc

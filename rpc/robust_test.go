@@ -219,3 +219,75 @@ func TestCloseCuts(t *testing.T) {
 		t.Fatalf("Serve: %v", err)
 	}
 }
+
+// TestFlowControlBound: a stream nobody reads gets exactly the client's
+// window of messages, then its sender waits; other calls go on; reading
+// releases the rest.
+func TestFlowControlBound(t *testing.T) {
+	srv, svc := newTestServer()
+	addr := serve(t, srv, ipc.SHM)
+	ctx, cancel := context.WithTimeout(context.Background(), peerTimeout)
+	defer cancel()
+	const window = 8
+	cc, err := rpc.Dial(ctx, addr, rpc.WithDialConfig(serverConfig()), rpc.WithStreamWindow(window))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	c := testpb.NewTestServiceClient(cc)
+	ps := make([]*testpb.ResponseParameters, 200)
+	for i := range ps {
+		ps[i] = &testpb.ResponseParameters{Size: 100}
+	}
+	so, err := c.StreamingOutputCall(ctx, &testpb.StreamingOutputCallRequest{ResponseParameters: ps})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return svc.sent.Load() == window })
+	// The sender is held at the window while other calls pass.
+	for range 50 {
+		if _, err := c.EmptyCall(ctx, &testpb.Empty{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := svc.sent.Load(); n != window {
+		t.Fatalf("%d messages sent to a reader that read none, window %d", n, window)
+	}
+	for i := range ps {
+		if _, err := so.Recv(); err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+	}
+	if _, err := so.Recv(); err != io.EOF {
+		t.Fatalf("end: %v", err)
+	}
+}
+
+// TestLongHandler: a unary handler that runs long does not hold up the
+// other calls of its connection (the reading moves to another goroutine).
+func TestLongHandler(t *testing.T) {
+	srv, svc := newTestServer(rpc.InlineDuration(time.Millisecond))
+	addr := serve(t, srv, ipc.SHM)
+	ctx, cancel := context.WithTimeout(context.Background(), peerTimeout)
+	defer cancel()
+	cc, err := rpc.Dial(ctx, addr, rpc.WithDialConfig(serverConfig()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	c := testpb.NewTestServiceClient(cc)
+	bctx, bcancel := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.UnaryCall(bctx, &testpb.SimpleRequest{Payload: &testpb.Payload{Body: []byte("block")}})
+		errc <- err
+	}()
+	waitFor(t, func() bool { return svc.started.Load() == 1 })
+	for range 20 {
+		if _, err := c.EmptyCall(ctx, &testpb.Empty{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bcancel()
+	wantCode(t, <-errc, codes.Canceled)
+}

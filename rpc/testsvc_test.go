@@ -34,6 +34,7 @@ type testService struct {
 	testpb.UnimplementedTestServiceServer
 	cancelled atomic.Int64
 	started   atomic.Int64
+	sent      atomic.Int64 // StreamingOutputCall messages sent
 }
 
 func echoMD(ctx context.Context, header func(metadata.MD) error, trailer func(metadata.MD)) {
@@ -129,6 +130,7 @@ func (s *testService) StreamingOutputCall(in *testpb.StreamingOutputCallRequest,
 		if err := st.Send(&testpb.StreamingOutputCallResponse{Payload: payload(p.GetSize())}); err != nil {
 			return err
 		}
+		s.sent.Add(1)
 	}
 	return echoStatus(in.GetResponseStatus())
 }

@@ -156,14 +156,7 @@ func TestShutdown(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(l) }()
-	ctx, cancel := context.WithTimeout(context.Background(), peerTimeout)
-	defer cancel()
-	cc, err := rpc.Dial(ctx, addr, rpc.WithDialConfig(serverConfig()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
-	c := testpb.NewTestServiceClient(cc)
+	ctx, c := dialTest(t, addr)
 	so, err := c.StreamingOutputCall(ctx, &testpb.StreamingOutputCallRequest{
 		ResponseParameters: []*testpb.ResponseParameters{{Size: 1}, {Size: 10, IntervalUs: 200_000}}})
 	if err != nil {
@@ -226,15 +219,8 @@ func TestCloseCuts(t *testing.T) {
 func TestFlowControlBound(t *testing.T) {
 	srv, svc := newTestServer()
 	addr := serve(t, srv, ipc.SHM)
-	ctx, cancel := context.WithTimeout(context.Background(), peerTimeout)
-	defer cancel()
 	const window = 8
-	cc, err := rpc.Dial(ctx, addr, rpc.WithDialConfig(serverConfig()), rpc.WithStreamWindow(window))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
-	c := testpb.NewTestServiceClient(cc)
+	ctx, c := dialTest(t, addr, rpc.WithStreamWindow(window))
 	ps := make([]*testpb.ResponseParameters, 200)
 	for i := range ps {
 		ps[i] = &testpb.ResponseParameters{Size: 100}
@@ -268,14 +254,7 @@ func TestFlowControlBound(t *testing.T) {
 func TestLongHandler(t *testing.T) {
 	srv, svc := newTestServer(rpc.InlineDuration(time.Millisecond))
 	addr := serve(t, srv, ipc.SHM)
-	ctx, cancel := context.WithTimeout(context.Background(), peerTimeout)
-	defer cancel()
-	cc, err := rpc.Dial(ctx, addr, rpc.WithDialConfig(serverConfig()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
-	c := testpb.NewTestServiceClient(cc)
+	ctx, c := dialTest(t, addr)
 	bctx, bcancel := context.WithCancel(ctx)
 	errc := make(chan error, 1)
 	go func() {
@@ -290,4 +269,18 @@ func TestLongHandler(t *testing.T) {
 	}
 	bcancel()
 	wantCode(t, <-errc, codes.Canceled)
+}
+
+// dialTest dials addr for t (closed when t ends) and returns a context
+// bounded by peerTimeout and the test service's client.
+func dialTest(t *testing.T, addr string, opts ...rpc.DialOption) (context.Context, testpb.TestServiceClient) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), peerTimeout)
+	t.Cleanup(cancel)
+	cc, err := rpc.Dial(ctx, addr, append([]rpc.DialOption{rpc.WithDialConfig(serverConfig())}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return ctx, testpb.NewTestServiceClient(cc)
 }

@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -215,29 +216,54 @@ func (l *listener) loop() {
 // of b it has used up; the rest is the start of a request still to come.
 // Requests are written whole (PIPE_BUF), but anyone who may write the
 // control FIFO can write other bytes between them, or the head of a request
-// and no more: the reader skips to the next magic, and takes 64 bytes that
-// hold another magic after their first byte for a cut-off request, whose
-// tail is the request that the second magic begins.
+// and no more. The reader skips to the next magic, and takes 64 bytes from
+// a magic for a request only if they look like one: no other magic begins
+// inside, and for version 1 its zero bytes are zero. Otherwise they are a cut-off request followed by the start of
+// another, and it skips to the next magic after the first.
 func nextRequest(b []byte, handle func(req []byte)) int {
+	magic := []byte(reqMagic)
 	off := 0
 	for {
-		i := bytes.Index(b[off:], []byte(reqMagic))
+		i := bytes.Index(b[off:], magic)
 		if i < 0 {
 			// Keep what could be the start of a magic.
-			return max(off, len(b)-(len(reqMagic)-1))
+			return max(off, len(b)-(len(magic)-1))
 		}
 		off += i
 		if len(b)-off < ReqSize {
 			return off
 		}
 		req := b[off : off+ReqSize]
-		if j := bytes.Index(req[1:], []byte(reqMagic)); j >= 0 {
-			off += 1 + j
+		// Cut off if another magic begins inside, which may need bytes
+		// still to come; a request of another version (answered "version
+		// not supported") may have another layout.
+		end := off + ReqSize + len(magic) - 1
+		if bytes.Contains(b[off+1:min(end, len(b))], magic) || (req[4] == Version && !zeroesZero(req)) {
+			off++
 			continue
+		}
+		if end > len(b) && bytes.HasPrefix(magic, b[off+ReqSize:]) && magicTail(req) {
+			return off
 		}
 		handle(req)
 		off += ReqSize
 	}
+}
+
+// zeroesZero reports whether the bytes of a version-1 request that must be
+// zero are.
+func zeroesZero(req []byte) bool {
+	return req[6] == 0 && req[7] == 0 && !slices.ContainsFunc(req[28:], func(c byte) bool { return c != 0 })
+}
+
+// magicTail reports whether req ends with the start of a magic.
+func magicTail(req []byte) bool {
+	for n := 1; n < len(reqMagic); n++ {
+		if bytes.HasSuffix(req, []byte(reqMagic[:n])) {
+			return true
+		}
+	}
+	return false
 }
 
 // handle answers one request and queues its connection, unless the

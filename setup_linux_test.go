@@ -581,3 +581,26 @@ func flood(tr string, a ipc.Addr, n int) (ok, busy, other int, err error) {
 	}
 	return ok, busy, other, err
 }
+
+// TestSetupConfig: the set-up fields default, and out-of-range values are
+// ErrBadConfig before anything is created.
+func TestSetupConfig(t *testing.T) {
+	d := ipc.DefaultConfig()
+	if d.SetupTimeout != 5*time.Second || d.MaxPendingSetups != 64 {
+		t.Errorf("defaults: SetupTimeout %v, MaxPendingSetups %d", d.SetupTimeout, d.MaxPendingSetups)
+	}
+	tp := transportByName(ipc.SHM)
+	for _, cfg := range []*ipc.Config{
+		{SetupTimeout: -time.Second},
+		{MaxPendingSetups: -1},
+		{MaxPendingSetups: 1<<16 + 1},
+	} {
+		addr := tp.addr(t)
+		l, err := ipc.Listen(addr, cfg)
+		if err == nil {
+			l.Close()
+		}
+		wantIs(t, fmt.Sprintf("Listen with %+v", *cfg), err, ipc.ErrBadConfig)
+		checkClean(t, addr)
+	}
+}

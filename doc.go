@@ -94,4 +94,25 @@
 // returns the bytes of the messages received without their boundaries. Read
 // and write deadlines are independent and interrupt calls already blocked,
 // as net.Conn requires.
+//
+// # Connection set-up
+//
+// The shm, fifo and posixmq listeners set each connection up themselves,
+// in the background: Accept returns only connections set up, and no client
+// can hold up another. Two Config fields bound that work:
+//
+//   - SetupTimeout (5 s by default): each set-up runs under a deadline of
+//     its own; a client that connects and says nothing, or stops half-way
+//     through the hand-shake, is dropped at it and its descriptors, files,
+//     queues or segment released. (Only the shm hand-shake waits for the
+//     client; fifo and posixmq answer a request without waiting.)
+//   - MaxPendingSetups (64 by default): the connections a listener holds
+//     that Accept has not taken, being set up or ready. Beyond it a new
+//     client is refused at once: its Dial fails with ErrListenerBusy.
+//
+// Listener.SetupStats counts the set-ups pending and ready, and those
+// refused, timed out and failed. unix and unixpacket listeners check
+// credentials (AllowUIDs) in Accept, a check that needs nothing from the
+// client; a client that connects and says nothing is an accepted
+// connection there, as with tcp.
 package ipc

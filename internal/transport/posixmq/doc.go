@@ -17,7 +17,10 @@
 //     and the queues <name>.<id>.c2s and <name>.<id>.s2c with its own
 //     Options (Perm, QueueDepth, QueueMsgSize), posts a 64-byte request, and
 //     waits for the listener's acknowledgement on .s2c. The listener opens
-//     the queues and the liveness file and unlinks all three names.
+//     the queues and the liveness file and unlinks all three names. Nothing
+//     there waits for the client; the connections answered wait in a
+//     transport.Backlog for Accept, at most Options.MaxPendingSetups, and
+//     beyond a client is answered "busy" (ErrListenerBusy).
 //   - Each side holds an OFD write lock on its own byte of the liveness
 //     file (client byte 0, listener byte 1). The kernel drops the lock when
 //     the holder closes the connection or dies, by any signal: a Send or

@@ -15,9 +15,17 @@
 // clean up) holding the two rings of Options.RingSize bytes each, and sends
 // its own hello with the memfd attached (SCM_RIGHTS). The client maps the
 // segment (shm.OpenFile). A refused client gets ErrPeerNotAllowed, a client
-// or server speaking another version ErrVersion; Accept itself carries on
-// with the next client when a set-up fails, so one bad client cannot make a
-// server's accept loop stop.
+// or server speaking another version ErrVersion.
+//
+// The listener accepts the clients' sockets in a goroutine of its own and
+// runs each set-up in another (transport.Backlog), under a deadline of its
+// own, Options.SetupTimeout: a client that connects and says nothing, or
+// half a hello, is dropped at its deadline and holds up no other client.
+// Accept returns the connections set up, never a failed one. At most
+// Options.MaxPendingSetups connections are held being set up or waiting
+// for Accept; beyond, a new client is answered at once with the status
+// "busy" (ErrListenerBusy) and its socket closed, so that a flood cannot
+// make the listener hold more descriptors or memory than that.
 //
 // # Liveness
 //

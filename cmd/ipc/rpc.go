@@ -148,25 +148,50 @@ func dialRPC(ctx context.Context, addr string, grpcGo bool) (grpc.ClientConnInte
 	return cc, func() { cc.Close() }, nil
 }
 
-// reflector asks a server's reflection service for its services and
-// descriptors.
+// Reflection methods, newest first. Their messages are the same on the
+// wire, so the v1 types serve for both.
+var reflectionMethods = []string{
+	"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+	"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+}
+
+// reflector asks a server's reflection service (v1, or v1alpha if the
+// server has only that) for its services and descriptors.
 type reflector struct {
-	st     rpb.ServerReflection_ServerReflectionInfoClient
+	ctx    context.Context
+	cc     grpc.ClientConnInterface
+	next   int // index of the next reflection method to try
+	st     grpc.ClientStream
 	cancel context.CancelFunc
 	files  map[string]*descriptorpb.FileDescriptorProto
 }
 
 func newReflector(ctx context.Context, cc grpc.ClientConnInterface) (*reflector, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	st, err := rpb.NewServerReflectionClient(cc).ServerReflectionInfo(ctx)
-	if err != nil {
-		cancel()
-		return nil, reflectionErr(err)
-	}
-	return &reflector{st: st, cancel: cancel, files: map[string]*descriptorpb.FileDescriptorProto{}}, nil
+	r := &reflector{ctx: ctx, cc: cc, files: map[string]*descriptorpb.FileDescriptorProto{}}
+	return r, r.open()
 }
 
-func (r *reflector) close() { r.st.CloseSend(); r.cancel() }
+// open opens a stream to the next reflection method.
+func (r *reflector) open() error {
+	r.close()
+	ctx, cancel := context.WithCancel(r.ctx)
+	st, err := r.cc.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, reflectionMethods[r.next])
+	r.next++
+	if err != nil {
+		cancel()
+		return reflectionErr(err)
+	}
+	r.st, r.cancel = st, cancel
+	return nil
+}
+
+func (r *reflector) close() {
+	if r.st != nil {
+		r.st.CloseSend()
+		r.cancel()
+		r.st = nil
+	}
+}
 
 func reflectionErr(err error) error {
 	if status.Code(err) == codes.Unimplemented {
@@ -176,11 +201,17 @@ func reflectionErr(err error) error {
 }
 
 func (r *reflector) ask(req *rpb.ServerReflectionRequest) (*rpb.ServerReflectionResponse, error) {
-	if err := r.st.Send(req); err != nil {
-		_, err = r.st.Recv()
-		return nil, reflectionErr(err)
+	resp := &rpb.ServerReflectionResponse{}
+	err := r.st.SendMsg(req)
+	if err == nil || err == io.EOF { // io.EOF: the stream ended, RecvMsg tells why
+		err = r.st.RecvMsg(resp)
 	}
-	resp, err := r.st.Recv()
+	if status.Code(err) == codes.Unimplemented && r.next < len(reflectionMethods) {
+		if err := r.open(); err != nil {
+			return nil, err
+		}
+		return r.ask(req)
+	}
 	if err != nil {
 		return nil, reflectionErr(err)
 	}

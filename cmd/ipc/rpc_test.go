@@ -14,6 +14,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/reflection"
+	v1alphagrpc "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
 
 	"github.com/ipcgo/ipc"
 	"github.com/ipcgo/ipc/rpc"
@@ -39,9 +40,9 @@ func (rpcTestService) StreamingOutputCall(in *testpb.StreamingOutputCallRequest,
 }
 
 // serveRPC serves the test, health and (if withReflection) reflection
-// services with an rpc server, or with grpcGo a grpc-go server, at a
+// services (reflect: "v1+v1alpha", "v1alpha" or none) with an rpc server, or with grpcGo a grpc-go server, at a
 // fresh address of transport tr, and returns the address.
-func serveRPC(t *testing.T, tr string, grpcGo, withReflection bool) string {
+func serveRPC(t *testing.T, tr string, grpcGo bool, reflect string) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "ipcrpc")
 	if err != nil {
@@ -68,8 +69,11 @@ func serveRPC(t *testing.T, tr string, grpcGo, withReflection bool) string {
 	}
 	testpb.RegisterTestServiceServer(reg, rpcTestService{})
 	healthpb.RegisterHealthServer(reg, health.NewServer())
-	if withReflection {
+	switch reflect {
+	case "v1+v1alpha":
 		reflection.Register(reg)
+	case "v1alpha":
+		v1alphagrpc.RegisterServerReflectionServer(reg, reflection.NewServer(reflection.ServerOptions{Services: reg}))
 	}
 	done := make(chan struct{})
 	go func() { serve(); close(done) }()
@@ -80,12 +84,13 @@ func serveRPC(t *testing.T, tr string, grpcGo, withReflection bool) string {
 func TestRPCCommand(t *testing.T) {
 	const limit = 30 * time.Second
 	for _, c := range []struct {
-		name   string
-		tr     string
-		grpcGo bool
-	}{{"rpc-shm", ipc.SHM, false}, {"rpc-unix", ipc.Unix, false}, {"grpcgo-shm", ipc.SHM, true}} {
+		name    string
+		tr      string
+		grpcGo  bool
+		reflect string
+	}{{"rpc-shm", ipc.SHM, false, "v1+v1alpha"}, {"rpc-unix-v1alpha", ipc.Unix, false, "v1alpha"}, {"grpcgo-shm", ipc.SHM, true, "v1+v1alpha"}} {
 		t.Run(c.name, func(t *testing.T) {
-			addr := serveRPC(t, c.tr, c.grpcGo, true)
+			addr := serveRPC(t, c.tr, c.grpcGo, c.reflect)
 			var flags []string
 			if c.grpcGo {
 				flags = []string{"--grpc"}
@@ -137,7 +142,7 @@ func TestRPCCommand(t *testing.T) {
 }
 
 func TestRPCCommandNoReflection(t *testing.T) {
-	addr := serveRPC(t, ipc.Unix, false, false)
+	addr := serveRPC(t, ipc.Unix, false, "")
 	code, _, errOut := run(t, 30*time.Second, "rpc", "list", addr)
 	if code != exitFailure || !strings.Contains(errOut, "no reflection service") {
 		t.Fatalf("exit %d, stderr %q", code, errOut)

@@ -90,7 +90,7 @@ robust cross-process primitives (package procsync) of github.com/ipcgo/ipc.`,
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newRaceCmd(), newShmCmd(), newBenchCmd())
+	root.AddCommand(newRaceCmd(), newShmCmd(), newBenchCmd(), newRPCCmd())
 	return root
 }
 

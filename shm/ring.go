@@ -7,6 +7,7 @@ import (
 	"io"
 	"sync/atomic"
 
+	"github.com/ipcgo/ipc/internal/kwait"
 	"github.com/ipcgo/ipc/internal/mmap"
 )
 
@@ -121,6 +122,7 @@ type Ring struct {
 	pres     int    // producer: payload bytes reserved, -1 for none
 	wantHead uint64 // producer: head needed by the last failed Reserve
 	perr     error
+	pact     kwait.Activity // producer: when its waits end (ring_wait.go)
 
 	_ [64]byte
 
@@ -129,6 +131,7 @@ type Ring struct {
 	seen  bool   // consumer: WaitReadable saw the header at chead
 	cpeek uint64 // consumer: total size of the peeked record, 0 for none
 	cerr  error
+	cact  kwait.Activity // consumer: when its waits end
 
 	_ [64]byte
 }

@@ -101,7 +101,8 @@ var (
 // record's own cache lines, not that of the index line besides.
 //
 // Waiting (WaitReadable, WaitWritable) spins, then sets the side's waiting
-// flag and sleeps on it with futex(2). The other side, after publishing,
+// flag and sleeps on it: with futex(2) in its own thread when the ring was
+// busy a moment ago, otherwise on an idle hub (ring_idle.go). The other side, after publishing,
 // makes the wake-up system call only if the flag is set; a sequentially
 // consistent store of the index before the flag is read, and of the flag
 // before the waiter's last check, rule out a lost wake-up.

@@ -49,6 +49,13 @@
 // (GOMAXPROCS) until the runtime takes it back, from 20 µs to 10 ms later:
 // with GOMAXPROCS 1, other goroutines may wait that long to run.
 //
+// Only a busy queue's wait begins in the kernel: one on which a wait ended
+// less than 10 ms ago, while fewer than max(4, CPUs) calls of the process
+// wait in their threads (internal/kwait). Any other wait begins in the
+// poller, so that many goroutines waiting on idle queues hold no threads;
+// it then pays the poller's set-up (tens of microseconds) and misses the
+// kernel's direct hand-off for that one message.
+//
 // The listener's control queue is non-blocking and waited on in the
 // poller only.
 package posixmq

@@ -55,10 +55,16 @@
 //
 // A blocked call spins for Options.Spin (re-checking the ring, reading the
 // clock only every 128 turns and yielding the processor to other goroutines
-// every 2048), then sets the ring's waiting flag and sleeps on it with
-// futex(2) for at most 10 ms at a time. The other side makes the wake-up
-// system call only when the flag is set, so a busy connection makes no
-// system calls at all. The spin is bounded, so two processes spinning on one
+// every 2048), then sets the ring's waiting flag and sleeps on it. The
+// other side makes the wake-up system call only when the flag is set, so a
+// busy connection makes no system calls at all. A busy ring's waiter (a
+// wait on it ended less than 10 ms ago) sleeps in its thread with
+// futex(2), for 10 ms at most and while fewer than max(4, CPUs) calls of
+// the process wait in their threads; any other joins a hub that sleeps in
+// one futex_waitv(2) for up to 127 waiters (one thread for them all) and
+// passes the wake-up on through a channel, some microseconds later than a
+// sleeper in its own thread would wake. The peer wakes the same word
+// either way. The spin is bounded, so two processes spinning on one
 // processor (each waiting for the other) cost each other at most Spin
 // before both sleep; a waiting receiver watches the header word of the next
 // record rather than the sender's index, so that a message arrives with its

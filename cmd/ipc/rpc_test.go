@@ -148,7 +148,7 @@ func TestRPCCommandNoReflection(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", code, errOut)
 	}
 	code, _, errOut = run(t, 30*time.Second, "rpc", "list", "unix:///nonexistent/dir/x.sock")
-	if code != exitFailure || errOut == "" {
-		t.Fatalf("unreachable address: exit %d, stderr %q", code, errOut)
+	if code != exitFailure || !strings.HasPrefix(errOut, "ipc: ") || strings.Contains(errOut, "ipc: ipc:") {
+		t.Fatalf("unreachable address: exit %d, stderr %q (want one \"ipc: \" prefix)", code, errOut)
 	}
 }

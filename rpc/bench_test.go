@@ -75,18 +75,7 @@ func benchRaw(b *testing.B, tr string, size int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	msg := make([]byte, size)
-	buf := make([]byte, 0, 8192)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for range b.N {
-		if err := c.Send(ctx, msg); err != nil {
-			b.Fatal(err)
-		}
-		if buf, err = c.Recv(ctx, buf[:0]); err != nil {
-			b.Fatal(err)
-		}
-	}
+	roundTrips(b, ctx, c, size)
 	b.StopTimer()
 	c.Close()
 	<-done
@@ -179,18 +168,7 @@ func benchRaw2(b *testing.B, tr string, size int) {
 		b.Fatal(err)
 	}
 	defer c.Close()
-	msg := make([]byte, size)
-	buf := make([]byte, 0, 8192)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for range b.N {
-		if err := c.Send(ctx, msg); err != nil {
-			b.Fatal(err)
-		}
-		if buf, err = c.Recv(ctx, buf[:0]); err != nil {
-			b.Fatal(err)
-		}
-	}
+	roundTrips(b, ctx, c, size)
 }
 
 func benchRPC2(b *testing.B, tr string, size int) {
@@ -298,5 +276,24 @@ func BenchmarkIdleRawConn(b *testing.B) {
 				c.Close()
 			}
 		})
+	}
+}
+
+// roundTrips times b.N round trips of size-byte messages on c, the raw
+// ipc.Conn baseline of the benchmarks.
+func roundTrips(b *testing.B, ctx context.Context, c ipc.Conn, size int) {
+	b.Helper()
+	msg := make([]byte, size)
+	buf := make([]byte, 0, 8192)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if err := c.Send(ctx, msg); err != nil {
+			b.Fatal(err)
+		}
+		var err error
+		if buf, err = c.Recv(ctx, buf[:0]); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -21,15 +21,8 @@ import (
 )
 
 // grpcgoPeer is the name of the peer that serves the test services with
-// grpc-go's own server on an ipc.Listener. It is dispatched from init, so
-// that the package's TestMain needs no entry for it.
+// grpc-go's own server on an ipc.Listener (registered in TestMain).
 const grpcgoPeer = "rpc-grpcgo-server"
-
-func init() {
-	if os.Getenv("IPCTEST_PEER") == grpcgoPeer {
-		os.Exit(grpcgoServerPeer(os.Args[1:]))
-	}
-}
 
 // grpcgoServerPeer serves the test services with a grpc.Server at args[0]
 // until killed.

@@ -14,5 +14,6 @@ func TestMain(m *testing.M) {
 		"rpc-pipe-server": pipeServerPeer,
 		"rpc-client":      clientPeer,
 		"rpc-echo":        echoPeer,
+		grpcgoPeer:        grpcgoServerPeer,
 	})
 }

@@ -58,6 +58,7 @@ func Open(ctx context.Context, url string, cfg *Config) (*Client, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		opts = append(opts, nats.Timeout(max(time.Until(dl), time.Millisecond)))
 	}
+	opts = append(opts, c.NATSOptions...)
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		return nil, opErr("open", url, err)

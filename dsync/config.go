@@ -3,6 +3,8 @@ package dsync
 import (
 	"fmt"
 	"time"
+
+	"github.com/nats-io/nats.go"
 )
 
 // Config configures a Client. A nil *Config means DefaultConfig().
@@ -31,6 +33,9 @@ type Config struct {
 	// ID names this Client in the records it writes (shown by `ipc dsync
 	// ls`). Default "host/pid/random".
 	ID string
+	// NATSOptions are added to the connection's options (credentials, TLS,
+	// nats.IgnoreDiscoveredServers, ...).
+	NATSOptions []nats.Option
 }
 
 // DefaultConfig returns the defaults.
@@ -48,7 +53,7 @@ func (c *Config) withDefaults() (Config, error) {
 		if c.TTL != 0 {
 			d.TTL = c.TTL
 		}
-		d.Margin, d.Renew, d.ID = c.Margin, c.Renew, c.ID
+		d.Margin, d.Renew, d.ID, d.NATSOptions = c.Margin, c.Renew, c.ID, c.NATSOptions
 		if c.Replicas != 0 {
 			d.Replicas = c.Replicas
 		}

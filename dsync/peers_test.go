@@ -2,4 +2,6 @@ package dsync
 
 import "github.com/ipcgo/ipc/internal/ipctest"
 
-var peers = ipctest.Peers{}
+var peers = ipctest.Peers{
+	"holder": holderPeer,
+}

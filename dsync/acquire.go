@@ -102,15 +102,27 @@ func (c *Client) acquire(ctx context.Context, cl claim, wait bool) (*Lease, erro
 			continue
 		}
 		l, err := c.awaitFree(ctx, cl, w, pending, busy < len(cl.keys))
+		if errors.Is(err, errWatchEnded) {
+			// Its subscription is gone for good (the client could not
+			// recreate the consumer behind it, as in a stream leader
+			// election): watch anew rather than retry in a busy loop.
+			_ = w.Stop()
+			w = nil
+			continue
+		}
 		if l != nil || err != nil {
 			return l, opErr(cl.op, cl.name, err)
 		}
 	}
 }
 
+// errWatchEnded is awaitFree's report that the watch's updates channel was
+// closed: no more updates will come on it.
+var errWatchEnded = errors.New("dsync: watch ended")
+
 // awaitFree waits until a key of the claim is deleted or expires (nil,
 // nil: try again), or one of the pending attempts turns out to have
-// landed (its lease).
+// landed (its lease), or the watch ends (errWatchEnded).
 func (c *Client) awaitFree(ctx context.Context, cl claim, w jetstream.KeyWatcher, pending map[string]time.Time, failing bool) (*Lease, error) {
 	limit := c.cfg.TTL
 	if failing {
@@ -128,7 +140,7 @@ func (c *Client) awaitFree(ctx context.Context, cl claim, w jetstream.KeyWatcher
 			return nil, nil
 		case e, ok := <-w.Updates():
 			if !ok {
-				return nil, nil
+				return nil, errWatchEnded
 			}
 			if e == nil {
 				continue

@@ -1,0 +1,130 @@
+package dsync
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ipcgo/ipc/internal/natstest"
+)
+
+// cuttableKV is the real bucket, with its creates counted and its watches
+// handed to the test, which can end one as the client library does when it
+// cannot recreate the consumer behind it.
+type cuttableKV struct {
+	jetstream.KeyValue
+	creates atomic.Int64
+	watches chan *cuttableWatch
+}
+
+func (kv *cuttableKV) Create(ctx context.Context, key string, value []byte, opts ...jetstream.KVCreateOpt) (uint64, error) {
+	kv.creates.Add(1)
+	return kv.KeyValue.Create(ctx, key, value, opts...)
+}
+
+func (kv *cuttableKV) Watch(ctx context.Context, keys string, opts ...jetstream.WatchOpt) (jetstream.KeyWatcher, error) {
+	w, err := kv.KeyValue.Watch(ctx, keys, opts...)
+	if err != nil {
+		return nil, err
+	}
+	cw := &cuttableWatch{KeyWatcher: w, ch: make(chan jetstream.KeyValueEntry), end: make(chan struct{})}
+	go cw.forward()
+	kv.watches <- cw
+	return cw, nil
+}
+
+type cuttableWatch struct {
+	jetstream.KeyWatcher
+	ch   chan jetstream.KeyValueEntry
+	end  chan struct{}
+	once sync.Once
+}
+
+func (w *cuttableWatch) forward() {
+	defer close(w.ch)
+	for {
+		select {
+		case e, ok := <-w.KeyWatcher.Updates():
+			if !ok {
+				return
+			}
+			select {
+			case w.ch <- e:
+			case <-w.end:
+				return
+			}
+		case <-w.end:
+			return
+		}
+	}
+}
+
+func (w *cuttableWatch) Updates() <-chan jetstream.KeyValueEntry { return w.ch }
+
+// cut closes the updates channel, as the end of the subscription does.
+func (w *cuttableWatch) cut() { w.once.Do(func() { close(w.end) }) }
+
+func (w *cuttableWatch) Stop() error {
+	w.cut()
+	return w.KeyWatcher.Stop()
+}
+
+// A waiter whose watch ends watches anew, instead of retrying its create
+// in a busy loop, and is still woken by the release.
+func TestWaiterWatchEnds(t *testing.T) {
+	s := natstest.Start(t, nil)
+	cfg := testConfig("t")
+	cfg.TTL = 10 * time.Second
+	a := open(t, s.URL(), cfg)
+	b := open(t, s.URL(), cfg)
+	kv := &cuttableKV{KeyValue: b.kv, watches: make(chan *cuttableWatch, 16)}
+	b.kv = kv
+	ctx := ctxT(t, 30*time.Second)
+	ma, mb := mustMutex(t, a, "w"), mustMutex(t, b, "w")
+	if _, err := ma.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		l, err := mb.Lock(ctx)
+		if err == nil {
+			err = l.Release(ctx)
+		}
+		got <- err
+	}()
+	var first *cuttableWatch
+	select {
+	case first = <-kv.watches:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiter never watched")
+	}
+	before := kv.creates.Load()
+	first.cut()
+	var second *cuttableWatch
+	select {
+	case second = <-kv.watches:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("the waiter did not watch again after its watch ended (%d creates)", kv.creates.Load()-before)
+	}
+	time.Sleep(300 * time.Millisecond) // a busy loop would create thousands of times meanwhile
+	if n := kv.creates.Load() - before; n > 5 {
+		t.Fatalf("%d creates in 300 ms after the watch ended: a busy loop", n)
+	}
+	released := time.Now()
+	if err := ma.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(cfg.TTL / 2):
+		t.Fatal("the waiter was not woken by the release through its new watch")
+	}
+	t.Logf("woken %v after the release, by watch %p", time.Since(released), second)
+}

@@ -87,7 +87,7 @@ func (c *Client) acquire(ctx context.Context, cl claim, wait bool) (*Lease, erro
 		}
 		if w == nil {
 			var err error
-			w, err = c.kv.Watch(ctx, cl.filter, jetstream.UpdatesOnly())
+			w, err = c.watch(ctx, cl.filter)
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil, opErr(cl.op, cl.name, ctx.Err())
@@ -162,6 +162,38 @@ func (c *Client) awaitFree(ctx context.Context, cl claim, w jetstream.KeyWatcher
 			}
 		}
 	}
+}
+
+// watch watches the keys of filter, updates only, until the watcher is
+// stopped or ctx ends. The request that sets the watch up is bounded by
+// RequestTimeout: a JetStream API request that goes unanswered (a cluster
+// between stream leaders) would otherwise be waited for as long as ctx
+// lasts, and the waiter would hang there instead of trying again.
+func (c *Client) watch(ctx context.Context, filter string) (jetstream.KeyWatcher, error) {
+	wctx, cancel := context.WithCancel(ctx) // ends the subscription too
+	t := time.AfterFunc(c.cfg.RequestTimeout, cancel)
+	w, err := c.kv.Watch(wctx, filter, jetstream.UpdatesOnly())
+	if !t.Stop() && err == nil {
+		_ = w.Stop() // set up just as the timer fired: already cancelled
+		err = context.DeadlineExceeded
+	}
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	return &boundWatch{KeyWatcher: w, cancel: cancel}, nil
+}
+
+// boundWatch is a watch whose Stop also releases its context.
+type boundWatch struct {
+	jetstream.KeyWatcher
+	cancel context.CancelFunc
+}
+
+func (w *boundWatch) Stop() error {
+	err := w.KeyWatcher.Stop()
+	w.cancel()
+	return err
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

@@ -19,6 +19,9 @@ type cuttableKV struct {
 	jetstream.KeyValue
 	creates atomic.Int64
 	watches chan *cuttableWatch
+	// drop makes the next Watch wait for its context, as a request the
+	// server never answers does.
+	drop atomic.Bool
 }
 
 func (kv *cuttableKV) Create(ctx context.Context, key string, value []byte, opts ...jetstream.KVCreateOpt) (uint64, error) {
@@ -27,6 +30,10 @@ func (kv *cuttableKV) Create(ctx context.Context, key string, value []byte, opts
 }
 
 func (kv *cuttableKV) Watch(ctx context.Context, keys string, opts ...jetstream.WatchOpt) (jetstream.KeyWatcher, error) {
+	if kv.drop.Swap(false) {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
 	w, err := kv.KeyValue.Watch(ctx, keys, opts...)
 	if err != nil {
 		return nil, err
@@ -127,4 +134,50 @@ func TestWaiterWatchEnds(t *testing.T) {
 		t.Fatal("the waiter was not woken by the release through its new watch")
 	}
 	t.Logf("woken %v after the release, by watch %p", time.Since(released), second)
+}
+
+// A waiter whose request to set up its watch goes unanswered tries again
+// after RequestTimeout instead of waiting on it for as long as its context
+// lasts.
+func TestWaiterWatchUnanswered(t *testing.T) {
+	s := natstest.Start(t, nil)
+	cfg := testConfig("t")
+	cfg.TTL = 10 * time.Second
+	cfg.RequestTimeout = time.Second
+	a := open(t, s.URL(), cfg)
+	b := open(t, s.URL(), cfg)
+	kv := &cuttableKV{KeyValue: b.kv, watches: make(chan *cuttableWatch, 16)}
+	kv.drop.Store(true)
+	b.kv = kv
+	ctx := ctxT(t, 30*time.Second)
+	ma, mb := mustMutex(t, a, "u"), mustMutex(t, b, "u")
+	if _, err := ma.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		lctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		l, err := mb.Lock(lctx)
+		if err == nil {
+			err = l.Release(ctx)
+		}
+		got <- err
+	}()
+	select {
+	case <-kv.watches: // the second attempt
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiter did not try to watch again while its first watch request went unanswered")
+	}
+	if err := ma.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(cfg.TTL / 2):
+		t.Fatal("the waiter was not woken by the release")
+	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/anishathalye/porcupine"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sys/unix"
 
 	"github.com/ipcgo/ipc/internal/ipctest"
@@ -27,7 +28,7 @@ import (
 
 var (
 	faultHandoffs = flag.Int("dsync.handoffs", 500, "lock hand-offs between processes TestFaults waits for (the long run: 5000)")
-	faultRounds   = flag.Int("dsync.faults", 2, "rounds of faults of TestFaults (one kill -9, one SIGSTOP past the TTL, one server stop each; the long run: 9)")
+	faultRounds   = flag.Int("dsync.faults", 3, "rounds of faults of TestFaults (one kill -9, one SIGSTOP past the TTL, one server stop each; the long run: 9)")
 )
 
 // The history the holder processes write into a shared segment. Each
@@ -122,6 +123,16 @@ func mono() int64 {
 // mono's clock.
 func monoOf(t time.Time) int64 { return mono() + int64(time.Until(t)) }
 
+// faultConfig is the holders' configuration: TTL 1 s, and a Margin of
+// 200 ms rather than 100 ms, for the timer that ends a lease at its
+// deadline to fire in time on a loaded machine.
+func faultConfig() *Config {
+	cfg := testConfig("fault")
+	cfg.Replicas = 3
+	cfg.Margin = 200 * time.Millisecond
+	return cfg
+}
+
 // holderPeer: URL SEGMENT CLIENT WRITES INTERVAL [single]. It takes the
 // lock "fault" again and again, announces each token to the fence (the
 // first thing a new holder does), makes WRITES fenced writes INTERVAL
@@ -146,8 +157,7 @@ func holderPeer(args []string) int {
 	if err != nil {
 		return ipctest.Fail("holder: %v", err)
 	}
-	cfg := testConfig("fault")
-	cfg.Replicas = 3
+	cfg := faultConfig()
 	url := args[0]
 	if len(args) > 5 && args[5] == "single" {
 		url = strings.Split(url, ",")[0]
@@ -237,8 +247,7 @@ func TestFaults(t *testing.T) {
 	began := time.Now()
 	cl := natstest.StartCluster(t, 3)
 	url := cl.URL()
-	cfg := testConfig("fault")
-	cfg.Replicas = 3
+	cfg := faultConfig()
 	open(t, url, cfg) // creates the bucket with three replicas
 	ttl := cfg.TTL
 	seg := ipctest.CreateSegment(t, 4<<20, nil)
@@ -260,19 +269,25 @@ func TestFaults(t *testing.T) {
 		p, _ := start(url, 2, "1ms", false)
 		all = append(all, p)
 	}
-	// newerAcquire waits for an acquisition with a token above tok.
-	newerAcquire := func(tok uint64) histEvent {
-		deadline := time.Now().Add(30 * time.Second)
+	// awaitAcquire waits up to d for an acquisition with a token above tok.
+	awaitAcquire := func(tok uint64, d time.Duration) (histEvent, bool) {
+		deadline := time.Now().Add(d)
 		for time.Now().Before(deadline) {
 			for _, e := range h.events() {
 				if e.kind == evAcquire && e.token > tok {
-					return e
+					return e, true
 				}
 			}
 			time.Sleep(2 * time.Millisecond)
 		}
-		t.Fatalf("nobody acquired after token %d within 30 s", tok)
-		return histEvent{}
+		return histEvent{}, false
+	}
+	newerAcquire := func(tok uint64) histEvent {
+		e, ok := awaitAcquire(tok, 30*time.Second)
+		if !ok {
+			t.Fatalf("nobody acquired after token %d within 30 s", tok)
+		}
+		return e
 	}
 	expect := func(p *ipctest.Peer, prefix string) string {
 		for {
@@ -320,8 +335,13 @@ func TestFaults(t *testing.T) {
 			t.Fatal(err)
 		}
 		stopped := time.Now()
-		newerAcquire(tok)
-		time.Sleep(ttl / 2)
+		// A holder stopped inside the fence's critical section keeps the
+		// next holder from announcing itself: resume it after a while
+		// anyway (its write then lands before the newer holder's, and its
+		// next one is refused).
+		if _, ok := awaitAcquire(tok, 5*ttl); ok {
+			time.Sleep(ttl / 2)
+		}
 		if err := p.Cmd.Process.Signal(syscall.SIGCONT); err != nil {
 			t.Fatal(err)
 		}
@@ -334,7 +354,11 @@ func TestFaults(t *testing.T) {
 
 		// Stop the server a holder is connected to: its lease ends before
 		// anyone else acquires.
-		k := round % len(cl.Servers)
+		// The stream's leader in even rounds, a follower in odd ones.
+		k := streamLeader(t, cl)
+		if round%2 == 1 {
+			k = (k + 1) % len(cl.Servers)
+		}
 		sp, _ := start(cl.Servers[k].URL(), 1000, "5ms", true)
 		tok = acqToken(sp)
 		stop := mono()
@@ -343,7 +367,7 @@ func TestFaults(t *testing.T) {
 		lostAt, _ := strconv.ParseInt(lost[2], 10, 64)
 		dl, _ := strconv.ParseInt(lost[3], 10, 64)
 		e = newerAcquire(tok)
-		f.stops = append(f.stops, stopFigure{lease: time.Duration(lostAt - stop), deadline: time.Duration(dl - stop), next: time.Duration(e.t2 - stop)})
+		f.stops = append(f.stops, stopFigure{leader: round%2 == 0, lease: time.Duration(lostAt - stop), deadline: time.Duration(dl - stop), next: time.Duration(e.t2 - stop)})
 		if lostAt >= e.t2 || dl >= e.t2 {
 			t.Errorf("holder cut off from its server: lease ended %v (deadline %v) after server stop, token %d acquired %v after it",
 				time.Duration(lostAt-stop), time.Duration(dl-stop), e.token, time.Duration(e.t2-stop))
@@ -389,7 +413,40 @@ func TestFaults(t *testing.T) {
 	t.Log(f.String(ttl))
 }
 
-type stopFigure struct{ lease, deadline, next time.Duration }
+type stopFigure struct {
+	leader                bool // the server stopped led the bucket's stream
+	lease, deadline, next time.Duration
+}
+
+// streamLeader is the index of the server that leads the bucket's stream.
+func streamLeader(t *testing.T, cl *natstest.Cluster) int {
+	t.Helper()
+	nc, err := nats.Connect(cl.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		st, err := js.Stream(ctx, "KV_"+BucketPrefix+"fault")
+		cancel()
+		if err == nil && st.CachedInfo().Cluster != nil {
+			for i, s := range cl.Servers {
+				if s.Running() && s.Name() == st.CachedInfo().Cluster.Leader {
+					return i
+				}
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("the bucket's stream has no leader")
+	return 0
+}
 
 // faultFigures are the measured outcomes of the injected faults.
 type faultFigures struct {
@@ -411,8 +468,12 @@ func (f *faultFigures) String(ttl time.Duration) string {
 	fmt.Fprintf(&b, "kill -9 to the next acquisition (TTL %v): %s over %d kills; ", ttl, pct(f.takeover), len(f.takeover))
 	fmt.Fprintf(&b, "%d holders frozen (%s), each late write refused; ", len(f.frozen), pct(f.frozen))
 	for _, s := range f.stops {
-		fmt.Fprintf(&b, "server stop: the cut-off lease ended after %v (deadline %v), next acquisition after %v; ",
-			s.lease.Round(time.Millisecond), s.deadline.Round(time.Millisecond), s.next.Round(time.Millisecond))
+		what := "follower"
+		if s.leader {
+			what = "stream leader"
+		}
+		fmt.Fprintf(&b, "%s stopped: the cut-off lease ended after %v (deadline %v), next acquisition after %v; ",
+			what, s.lease.Round(time.Millisecond), s.deadline.Round(time.Millisecond), s.next.Round(time.Millisecond))
 	}
 	return strings.TrimSuffix(b.String(), "; ")
 }

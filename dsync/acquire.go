@@ -3,6 +3,7 @@ package dsync
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"time"
@@ -63,6 +64,11 @@ func (c *Client) acquire(ctx context.Context, cl claim, wait bool) (*Lease, erro
 			rev, err := c.kv.Create(rctx, key, rec.encode(), jetstream.KeyTTL(c.cfg.TTL))
 			cancel()
 			if err == nil {
+				if c.tooLate(sent) {
+					c.giveBack(key, rev)
+					lastErr = fmt.Errorf("%w: acknowledged after the lease's deadline", ErrLeaseExpired)
+					continue
+				}
 				l, err := c.newLease(cl.name, key, rec, rev, sent)
 				return l, opErr(cl.op, cl.name, err)
 			}
@@ -116,6 +122,22 @@ func (c *Client) acquire(ctx context.Context, cl claim, wait bool) (*Lease, erro
 	}
 }
 
+// tooLate reports whether a lease acquired by a request sent at sent is
+// already past its local deadline: a holder paused, or a server slow to
+// answer, for longer than TTL minus Margin. Such a lease is given back
+// rather than returned already ended.
+func (c *Client) tooLate(sent time.Time) bool {
+	return !time.Now().Before(sent.Add(c.cfg.TTL - c.cfg.Margin))
+}
+
+// giveBack deletes key if it still holds revision rev (best effort: else
+// it expires).
+func (c *Client) giveBack(key string, rev uint64) {
+	rctx, cancel := c.reqCtx()
+	defer cancel()
+	_ = c.kv.Delete(rctx, key, jetstream.LastRevision(rev))
+}
+
 // errWatchEnded is awaitFree's report that the watch's updates channel was
 // closed: no more updates will come on it.
 var errWatchEnded = errors.New("dsync: watch ended")
@@ -156,6 +178,11 @@ func (c *Client) awaitFree(ctx context.Context, cl claim, w jetstream.KeyWatcher
 				continue
 			}
 			if sent, ok := pending[r.Lease]; ok {
+				delete(pending, r.Lease)
+				if c.tooLate(sent) {
+					c.giveBack(e.Key(), e.Revision())
+					return nil, nil
+				}
 				r.Token = 0
 				l, err := c.newLease(cl.name, e.Key(), r, e.Revision(), sent)
 				return l, err

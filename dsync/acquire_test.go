@@ -2,6 +2,7 @@ package dsync
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -22,11 +23,20 @@ type cuttableKV struct {
 	// drop makes the next Watch wait for its context, as a request the
 	// server never answers does.
 	drop atomic.Bool
+	// slow delays the answer of the next Create by that many nanoseconds;
+	// slowRev is the revision it got.
+	slow    atomic.Int64
+	slowRev atomic.Uint64
 }
 
 func (kv *cuttableKV) Create(ctx context.Context, key string, value []byte, opts ...jetstream.KVCreateOpt) (uint64, error) {
 	kv.creates.Add(1)
-	return kv.KeyValue.Create(ctx, key, value, opts...)
+	rev, err := kv.KeyValue.Create(ctx, key, value, opts...)
+	if d := time.Duration(kv.slow.Swap(0)); d > 0 {
+		kv.slowRev.Store(rev)
+		time.Sleep(d)
+	}
+	return rev, err
 }
 
 func (kv *cuttableKV) Watch(ctx context.Context, keys string, opts ...jetstream.WatchOpt) (jetstream.KeyWatcher, error) {
@@ -179,5 +189,36 @@ func TestWaiterWatchUnanswered(t *testing.T) {
 		}
 	case <-time.After(cfg.TTL / 2):
 		t.Fatal("the waiter was not woken by the release")
+	}
+}
+
+// A lock acquired by a create acknowledged after the lease's deadline is
+// given back and taken again, not returned already ended.
+func TestLockAcknowledgedTooLate(t *testing.T) {
+	s := natstest.Start(t, nil)
+	cfg := testConfig("t")
+	b := open(t, s.URL(), cfg)
+	kv := &cuttableKV{KeyValue: b.kv, watches: make(chan *cuttableWatch, 16)}
+	kv.slow.Store(int64(cfg.TTL))
+	b.kv = kv
+	ctx := ctxT(t, 30*time.Second)
+	mb := mustMutex(t, b, "late")
+	l, err := mb.Lock(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release(ctx)
+	if !l.Valid() {
+		t.Fatalf("Lock returned an ended lease: %v", l.Err())
+	}
+	if late := kv.slowRev.Load(); late == 0 || l.Token() <= late {
+		t.Fatalf("token %d, the late create's %d: the late acquisition was returned", l.Token(), late)
+	}
+	if _, err := mustMutex(t, b, "late-try").TryLock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	kv.slow.Store(int64(cfg.TTL))
+	if _, err := mustMutex(t, b, "late-try2").TryLock(ctx); !errors.Is(err, ErrLeaseExpired) {
+		t.Fatalf("TryLock acknowledged too late: %v, want ErrLeaseExpired", err)
 	}
 }

@@ -59,8 +59,12 @@
 //     more on a loaded machine: Margin must cover that delay too). Cut
 //     off from its server, a holder's lease ends before anyone else can
 //     acquire: on a three-node cluster with TTL 1 s and Margin 200 ms the
-//     lease ended 0.79–0.80 s after its server stopped and the next
+//     lease ended 0.78–0.80 s after its server stopped and the next
 //     holder acquired 1.0–1.2 s after it (TestFaults).
+//   - Lock and TryLock do not return a lease already past its deadline: an
+//     acquisition acknowledged too late (the caller paused, or a server
+//     slow to answer, for longer than TTL minus Margin) is given back, and
+//     Lock tries again while TryLock returns ErrLeaseExpired.
 //   - Fencing tokens strictly increase from one acquisition of a primitive
 //     to the next. A resource that checks them with a Fence refuses the
 //     writes of any holder older than the newest it has seen, even of a

@@ -123,6 +123,9 @@ func mono() int64 {
 // mono's clock.
 func monoOf(t time.Time) int64 { return mono() + int64(time.Until(t)) }
 
+// The holders run only here (CLOCK_MONOTONIC, SIGSTOP).
+func init() { peers["holder"] = holderPeer }
+
 // faultConfig is the holders' configuration: TTL 1 s, and a Margin of
 // 200 ms rather than 100 ms, for the timer that ends a lease at its
 // deadline to fire in time on a loaded machine.
@@ -347,7 +350,7 @@ func TestFaults(t *testing.T) {
 		waitHandoffs(share * (3*round + 1))
 
 		// SIGSTOP past the TTL, then SIGCONT: the late write is refused.
-		p, _ = start(url, 400, "5ms", false)
+		p, fid := start(url, 400, "5ms", false)
 		tok = acqToken(p)
 		if err := p.Cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 			t.Fatal(err)
@@ -367,6 +370,7 @@ func TestFaults(t *testing.T) {
 		expect(p, fmt.Sprintf("rejected %d", tok))
 		f.lateRefused++
 		expect(p, fmt.Sprintf("lost %d ", tok))
+		h.add(histEvent{kind: evKill, client: fid, t1: mono()}) // in case it acquired again
 		p.Kill()
 		waitHandoffs(share * (3*round + 2))
 
@@ -377,7 +381,7 @@ func TestFaults(t *testing.T) {
 		if round%2 == 1 {
 			k = (k + 1) % len(cl.Servers)
 		}
-		sp, _ := start(cl.Servers[k].URL(), 1000, "5ms", true)
+		sp, sid := start(cl.Servers[k].URL(), 1000, "5ms", true)
 		tok = acqToken(sp)
 		stop := mono()
 		cl.Stop(k)
@@ -390,6 +394,7 @@ func TestFaults(t *testing.T) {
 			t.Errorf("holder cut off from its server: lease ended %v (deadline %v) after server stop, token %d acquired %v after it",
 				time.Duration(lostAt-stop), time.Duration(dl-stop), e.token, time.Duration(e.t2-stop))
 		}
+		h.add(histEvent{kind: evKill, client: sid, t1: mono()})
 		sp.Kill()
 		cl.Restart(k)
 		cl.WaitLeader(t, 30*time.Second)

@@ -2,6 +2,4 @@ package dsync
 
 import "github.com/ipcgo/ipc/internal/ipctest"
 
-var peers = ipctest.Peers{
-	"holder": holderPeer,
-}
+var peers = ipctest.Peers{}

@@ -60,7 +60,7 @@
 //     off from its server, a holder's lease ends before anyone else can
 //     acquire: on a three-node cluster with TTL 1 s and Margin 200 ms the
 //     lease ended 0.78–0.80 s after its server stopped and the next
-//     holder acquired 1.0–1.2 s after it (TestFaults).
+//     holder acquired 1.0–1.3 s after it (TestFaults).
 //   - Lock and TryLock do not return a lease already past its deadline: an
 //     acquisition acknowledged too late (the caller paused, or a server
 //     slow to answer, for longer than TTL minus Margin) is given back, and
@@ -73,7 +73,7 @@
 //   - No waiter waits forever for a holder that is gone: the key expires TTL
 //     after the last renewal the server stored, up to about a second later
 //     (the server's TTL resolution): after a kill -9 of a holder right
-//     after it acquired, the next holder acquired 1.0–1.2 s later with TTL
+//     after it acquired, the next holder acquired 1.0–1.3 s later with TTL
 //     1 s (TestFaults).
 //
 // TestFaults checks these on a three-node cluster (bucket with three

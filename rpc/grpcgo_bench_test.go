@@ -22,12 +22,32 @@ import (
 // allocations per call:
 //
 //	go test -run '^$' -bench 'Unary/rpc/|GRPCGo' -benchmem ./rpc
+//
+// "net-unix-2proc" is the plain Unix socket with the server in another
+// process, beside BenchmarkUnary's rpc-2proc.
 func BenchmarkGRPCGo(b *testing.B) {
 	for _, tr := range []string{"ipc-shm", "ipc-unix", "net-unix"} {
 		for _, size := range []int{64, 4096} {
 			b.Run(tr+"/"+sizeName(size), func(b *testing.B) { benchGRPCGo(b, tr, size) })
 		}
 	}
+	b.Run("net-unix-2proc/64B", func(b *testing.B) {
+		cc := grpcgoNetUnix(b)
+		defer cc.Close()
+		c := testpb.NewTestServiceClient(cc)
+		ctx := context.Background()
+		req := &testpb.SimpleRequest{Payload: &testpb.Payload{Body: make([]byte, 59)}}
+		if _, err := c.UnaryCall(ctx, req); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for range b.N {
+			if _, err := c.UnaryCall(ctx, req); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
 
 func benchGRPCGo(b *testing.B, tr string, size int) {

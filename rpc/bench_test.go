@@ -114,15 +114,7 @@ func benchRPC(b *testing.B, tr string, size int) {
 		b.Fatal(err)
 	}
 	defer cc.Close()
-	c := testpb.NewTestServiceClient(cc)
-	req := &testpb.SimpleRequest{Payload: &testpb.Payload{Body: make([]byte, size-5)}} // 64 or 4096 bytes marshalled
-	b.ReportAllocs()
-	b.ResetTimer()
-	for range b.N {
-		if _, err := c.UnaryCall(ctx, req); err != nil {
-			b.Fatal(err)
-		}
-	}
+	unaryCalls(b, testpb.NewTestServiceClient(cc), size)
 }
 
 var benchServerOpts []rpc.ServerOption
@@ -197,15 +189,7 @@ func benchRPC2(b *testing.B, tr string, size int) {
 		b.Fatal(err)
 	}
 	defer cc.Close()
-	c := testpb.NewTestServiceClient(cc)
-	req := &testpb.SimpleRequest{Payload: &testpb.Payload{Body: make([]byte, size-5)}}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for range b.N {
-		if _, err := c.UnaryCall(ctx, req); err != nil {
-			b.Fatal(err)
-		}
-	}
+	unaryCalls(b, testpb.NewTestServiceClient(cc), size)
 }
 
 // BenchmarkUnaryParallel: 8 callers at once on one connection, the server
@@ -243,6 +227,23 @@ func grpcgoNetUnix(b *testing.B) *grpc.ClientConn {
 		b.Fatal(err)
 	}
 	return cc
+}
+
+// unaryCalls times b.N unary calls of size bytes (marshalled) on c, after
+// one untimed call that connects.
+func unaryCalls(b *testing.B, c testpb.TestServiceClient, size int) {
+	ctx := context.Background()
+	req := &testpb.SimpleRequest{Payload: &testpb.Payload{Body: make([]byte, size-5)}}
+	if _, err := c.UnaryCall(ctx, req); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if _, err := c.UnaryCall(ctx, req); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
 
 // parallelCalls makes b.N 64-byte unary calls on c from n goroutines.

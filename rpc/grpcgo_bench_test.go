@@ -1,7 +1,6 @@
 package rpc_test
 
 import (
-	"context"
 	"net"
 	"path/filepath"
 	"strings"
@@ -34,19 +33,7 @@ func BenchmarkGRPCGo(b *testing.B) {
 	b.Run("net-unix-2proc/64B", func(b *testing.B) {
 		cc := grpcgoNetUnix(b)
 		defer cc.Close()
-		c := testpb.NewTestServiceClient(cc)
-		ctx := context.Background()
-		req := &testpb.SimpleRequest{Payload: &testpb.Payload{Body: make([]byte, 59)}}
-		if _, err := c.UnaryCall(ctx, req); err != nil {
-			b.Fatal(err)
-		}
-		b.ReportAllocs()
-		b.ResetTimer()
-		for range b.N {
-			if _, err := c.UnaryCall(ctx, req); err != nil {
-				b.Fatal(err)
-			}
-		}
+		unaryCalls(b, testpb.NewTestServiceClient(cc), 64)
 	})
 }
 
@@ -78,17 +65,5 @@ func benchGRPCGo(b *testing.B, tr string, size int) {
 		b.Fatal(err)
 	}
 	defer cc.Close()
-	c := testpb.NewTestServiceClient(cc)
-	ctx := context.Background()
-	req := &testpb.SimpleRequest{Payload: &testpb.Payload{Body: make([]byte, size-5)}} // as benchRPC
-	if _, err := c.UnaryCall(ctx, req); err != nil {                                   // connect outside the timing
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for range b.N {
-		if _, err := c.UnaryCall(ctx, req); err != nil {
-			b.Fatal(err)
-		}
-	}
+	unaryCalls(b, testpb.NewTestServiceClient(cc), size)
 }

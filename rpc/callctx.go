@@ -29,8 +29,8 @@ type callCtx struct {
 
 	mu     sync.Mutex
 	err    error
-	done   chan struct{} // made by the first Done
-	timer  *time.Timer   // the deadline's, armed with done
+	done   chan struct{}           // made by the first Done
+	timer  *time.Timer             // the deadline's, armed with done
 	afters map[*afterFunc]struct{} // AfterFuncs not run nor stopped yet
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"reflect"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -386,7 +387,7 @@ func (sc *sconn) takeOver() {
 func (sc *sconn) readLoop(gen uint64, buf []byte) {
 	var f frame
 	for {
-		msg, err := sc.c.Recv(sc.ctx, buf[:0])
+		msg, err := sc.c.Recv(connCtx, buf[:0])
 		if err != nil {
 			sc.finish(err)
 			return
@@ -403,6 +404,7 @@ func (sc *sconn) readLoop(gen uint64, buf []byte) {
 					sc.finish(err)
 					return
 				}
+				runtime.Gosched() // the stream's handler may be ready now (see below)
 				continue
 			}
 			st, err := sc.open(&f)
@@ -413,12 +415,17 @@ func (sc *sconn) readLoop(gen uint64, buf []byte) {
 			if st == nil {
 				continue
 			}
+			// A goroutine made ready here would wait behind this reader's
+			// next Recv, which spins (shm) and yields only now and then:
+			// yield at once, so that it starts first.
 			if st.m.unary == nil || f.flags&(flagMsg|flagEnd) != flagMsg|flagEnd {
 				go st.run(nil)
+				runtime.Gosched()
 				continue
 			}
 			if sc.s.opts.inlineDuration < 0 {
 				go st.run(append([]byte(nil), f.payload...))
+				runtime.Gosched()
 				continue
 			}
 			// Run the handler here; if it runs long the timer's goroutine
@@ -488,16 +495,18 @@ func (sc *sconn) open(f *frame) (*sstream, error) {
 		}
 	}
 	st := &sstream{sc: sc, id: f.id, m: m, codec: codec}
-	ctx := sc.ctx
+	st.cctx.st, st.cctx.md = st, f.md
 	if f.timeout > 0 {
-		ctx, st.cancel = context.WithTimeout(ctx, time.Duration(f.timeout))
-	} else {
-		ctx, st.cancel = context.WithCancel(ctx)
+		st.cctx.deadline = time.Now().Add(time.Duration(f.timeout))
 	}
-	if f.md != nil {
-		ctx = metadata.NewIncomingContext(ctx, f.md)
+	st.ctx = &st.cctx
+	if streamKey == nil || mdKey == nil {
+		ctx := context.Context(&st.cctx)
+		if f.md != nil {
+			ctx = metadata.NewIncomingContext(ctx, f.md)
+		}
+		st.ctx = grpc.NewContextWithServerTransportStream(ctx, (*transportStream)(st))
 	}
-	st.ctx = grpc.NewContextWithServerTransportStream(ctx, (*transportStream)(st))
 	if m.unary == nil || f.flags&flagEnd == 0 {
 		st.in.init(s.opts.window)
 		st.out.init(sc.window)
@@ -561,7 +570,7 @@ func (sc *sconn) reply(id uint64, code codes.Code, msg string) {
 	b := getBuf()
 	*b = appendFrameHeader(*b, frameData, flagStatus, id)
 	*b = appendStatus(*b, uint32(code), msg, nil, nil)
-	_ = sc.c.Send(sc.ctx, *b)
+	_ = sc.c.Send(connCtx, *b)
 	putBuf(b)
 }
 
@@ -576,7 +585,7 @@ func (sc *sconn) goAway() {
 	sc.goaway = true
 	idle := len(sc.streams) == 0
 	sc.mu.Unlock()
-	_ = sc.c.Send(sc.ctx, appendFrameHeader(nil, frameGoAway, 0, 0))
+	_ = sc.c.Send(connCtx, appendFrameHeader(nil, frameGoAway, 0, 0))
 	if idle {
 		sc.finish(ErrServerClosed)
 	}
@@ -621,14 +630,14 @@ func (sc *sconn) endStream(st *sstream) {
 // grpc.ServerStream of stream handlers and the grpc.ServerTransportStream
 // of every call's context (grpc.SetHeader and friends).
 type sstream struct {
-	sc     *sconn
-	id     uint64
-	m      *method
-	codec  encoding.Codec
-	ctx    context.Context
-	cancel context.CancelFunc
-	in     inbox  // streams: messages from the client
-	out    credit // streams: messages the client lets us send
+	sc    *sconn
+	id    uint64
+	m     *method
+	codec encoding.Codec
+	ctx   context.Context // &cctx, unless grpc's own wrappers are needed (probeKeys)
+	cctx  callCtx
+	in    inbox  // streams: messages from the client
+	out   credit // streams: messages the client lets us send
 
 	mu         sync.Mutex
 	header     metadata.MD
@@ -636,6 +645,9 @@ type sstream struct {
 	headerSent bool
 	ended      bool
 }
+
+// cancel ends the call's context (the call is over).
+func (st *sstream) cancel() { st.cctx.cancel(context.Canceled) }
 
 // abort ends the stream from outside: the handler's context is cancelled
 // and its blocked RecvMsg and SendMsg return err.
@@ -741,7 +753,7 @@ func (st *sstream) finish(resp any, err error) {
 				continue
 			}
 		}
-		serr := st.sc.c.Send(st.sc.ctx, *b)
+		serr := st.sc.c.Send(connCtx, *b)
 		if errors.Is(serr, ipc.ErrMessageTooLarge) && try == 0 {
 			err = status.Errorf(codes.ResourceExhausted, "rpc: response larger than the transport's limit: %v", serr)
 			st.mu.Lock()
@@ -878,7 +890,7 @@ func (st *sstream) RecvMsg(m any) error {
 		b := getBuf()
 		*b = appendFrameHeader(*b, frameWindow, 0, st.id)
 		*b = binary.AppendUvarint(*b, uint64(grant))
-		_ = st.sc.c.Send(st.sc.ctx, *b)
+		_ = st.sc.c.Send(connCtx, *b)
 		putBuf(b)
 	}
 	if err != nil {

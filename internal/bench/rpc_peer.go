@@ -36,7 +36,8 @@ const (
 	rpcServerRole = "rpc-server"
 )
 
-// allocWindow is how long the calls last whose allocations are counted.
+// allocWindow is how long the calls last whose allocations are counted, at
+// most.
 const allocWindow = 100 * time.Millisecond
 
 // streamStart is the one-byte message that turns an ipc.Conn of a conn-*
@@ -365,12 +366,16 @@ func (c *netrpcClient) stream(context.Context, phase) (int64, time.Duration, err
 
 func (c *netrpcClient) close() { _ = c.c.Close() }
 
-// measureUnary has callers goroutines call cl one call after another for
-// warm, then for dur; each call that starts and ends within dur is timed.
-func measureUnary(ctx context.Context, cl rpcClient, callers int, warm, dur time.Duration) (*hdrhistogram.Histogram, error) {
+// measureUnary has callers goroutines call cl one call after another: for
+// warm, then for dur. Each call that starts after the warm-up is timed,
+// and each caller goes on until it has timed one call at least and one has
+// ended after dur; calls/s counts the timed calls over the time from the
+// end of the warm-up to the end of the last of them.
+func measureUnary(ctx context.Context, cl rpcClient, callers int, warm, dur time.Duration) (*hdrhistogram.Histogram, time.Duration, error) {
 	from := time.Now().Add(warm)
 	end := from.Add(dur)
 	hs := make([]*hdrhistogram.Histogram, callers)
+	last := make([]time.Time, callers)
 	errs := make([]error, callers)
 	var wg sync.WaitGroup
 	for i := range callers {
@@ -383,11 +388,12 @@ func measureUnary(ctx context.Context, cl rpcClient, callers int, warm, dur time
 					return
 				}
 				t1 := time.Now()
-				if t1.After(end) {
-					return
-				}
 				if !t0.Before(from) {
 					_ = hs[i].RecordValue(int64(t1.Sub(t0)))
+					last[i] = t1
+				}
+				if t1.After(end) && hs[i].TotalCount() > 0 {
+					return
 				}
 			}
 			errs[i] = ctx.Err()
@@ -395,24 +401,24 @@ func measureUnary(ctx context.Context, cl rpcClient, callers int, warm, dur time
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	for _, h := range hs[1:] {
+	for i, h := range hs[1:] {
 		hs[0].Merge(h)
+		if last[i+1].After(last[0]) {
+			last[0] = last[i+1]
+		}
 	}
-	if hs[0].TotalCount() == 0 {
-		return nil, errors.New("no call completed within the measurement")
-	}
-	return hs[0], nil
+	return hs[0], last[0].Sub(from), nil
 }
 
 // clientAllocs returns the heap allocations of this process per call of
-// cl, over calls made one after another for allocWindow.
-func clientAllocs(ctx context.Context, cl rpcClient) (float64, error) {
+// cl, over calls made one after another for d.
+func clientAllocs(ctx context.Context, cl rpcClient, d time.Duration) (float64, error) {
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	var n int
-	for start := time.Now(); n == 0 || time.Since(start) < allocWindow; n++ {
+	for start := time.Now(); n == 0 || time.Since(start) < d; n++ {
 		if err := cl.call(ctx); err != nil {
 			return 0, err
 		}
@@ -477,6 +483,9 @@ func rpcMeasure(ctx context.Context, a peerArgs, results []RPCResult, progress f
 		return fmt.Errorf("dial: %w", err)
 	}
 	defer cl.close()
+	if err := cl.call(ctx); err != nil { // grpc-go connects at the first call: not within the timing
+		return fmt.Errorf("first call: %w%s", err, srv.output())
+	}
 	warm, dur := warmup(a.duration), a.duration
 	for i := range results {
 		r := &results[i]
@@ -495,15 +504,15 @@ func rpcMeasure(ctx context.Context, a peerArgs, results []RPCResult, progress f
 			}
 			continue
 		}
-		h, err := measureUnary(ctx, cl, r.Callers, warm, dur)
+		h, took, err := measureUnary(ctx, cl, r.Callers, warm, dur)
 		if err != nil {
-			return fmt.Errorf("unary, %d callers: %w%s", r.Callers, err, srv.output())
+			return fmt.Errorf("%s: %w%s", r.label(), err, srv.output())
 		}
 		r.P50, r.P99 = h.ValueAtQuantile(50), h.ValueAtQuantile(99)
 		r.Calls = h.TotalCount()
-		r.CallsPerS = roundSig(float64(r.Calls) / dur.Seconds())
+		r.CallsPerS = roundSig(float64(r.Calls) / took.Seconds())
 		if r.Callers == 1 {
-			if r.ClientAllocs, err = clientAllocs(ctx, cl); err != nil {
+			if r.ClientAllocs, err = clientAllocs(ctx, cl, min(dur, allocWindow)); err != nil {
 				return fmt.Errorf("allocations: %w%s", err, srv.output())
 			}
 		}

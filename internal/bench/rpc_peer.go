@@ -123,54 +123,75 @@ func (netrpcEcho) Unary(args []byte, reply *[]byte) error {
 // rpcServerMain serves a.transport (a system) at a.addr, says "ready" on
 // stdout, and stops when its stdin ends (the driver closes it).
 func rpcServerMain(a peerArgs, stdout io.Writer) error {
-	cfg := benchConfig(a.size)
-	var stop func()
-	switch a.transport {
-	case ConnShm, ConnUnix, RPCShm, RPCUnix, GRPCShm:
-		l, err := ipc.Listen(a.addr, cfg)
-		if err != nil {
-			return err
-		}
-		switch a.transport {
-		case ConnShm, ConnUnix:
-			go connServe(l, a.size)
-			stop = func() { _ = l.Close() }
-		case GRPCShm:
-			srv := grpc.NewServer()
-			testpb.RegisterTestServiceServer(srv, benchService{reply: benchStreamReply(a.size)})
-			go func() { _ = srv.Serve(l) }()
-			stop = srv.Stop
-		default:
-			srv := rpc.NewServer()
-			testpb.RegisterTestServiceServer(srv, benchService{reply: benchStreamReply(a.size)})
-			go func() { _ = srv.Serve(l) }()
-			stop = func() { _ = srv.Close() }
-		}
-	case GRPCUnix, NetRPCUnix:
-		l, err := net.Listen("unix", a.addr)
-		if err != nil {
-			return err
-		}
-		if a.transport == GRPCUnix {
-			srv := grpc.NewServer()
-			testpb.RegisterTestServiceServer(srv, benchService{reply: benchStreamReply(a.size)})
-			go func() { _ = srv.Serve(l) }()
-			stop = srv.Stop
-		} else {
-			srv := netrpc.NewServer()
-			if err := srv.RegisterName("Echo", netrpcEcho{}); err != nil {
-				return err
-			}
-			go srv.Accept(l)
-			stop = func() { _ = l.Close() }
-		}
-	default:
-		return fmt.Errorf("unknown system %q", a.transport)
+	stop, err := serveRPC(a.transport, a.addr, a.size)
+	if err != nil {
+		return err
 	}
 	fmt.Fprintln(stdout, "ready")
 	_, _ = io.Copy(io.Discard, os.Stdin)
 	stop()
 	return nil
+}
+
+// serveRPC starts the server of system at addr, for payloads of size
+// bytes, and returns the function that stops it.
+func serveRPC(system, addr string, size int) (stop func(), err error) {
+	reply := benchStreamReply(size)
+	switch system {
+	case ConnShm, ConnUnix, RPCShm, RPCUnix, GRPCShm:
+		l, err := ipc.Listen(addr, benchConfig(size))
+		if err != nil {
+			return nil, err
+		}
+		switch system {
+		case ConnShm, ConnUnix:
+			done := make(chan struct{})
+			go func() { defer close(done); connServe(l, size) }()
+			return func() { _ = l.Close(); <-done }, nil
+		case GRPCShm:
+			return serveGRPC(l, reply), nil
+		}
+		srv := rpc.NewServer()
+		testpb.RegisterTestServiceServer(srv, benchService{reply: reply})
+		done := make(chan struct{})
+		go func() { defer close(done); _ = srv.Serve(l) }()
+		return func() { _ = srv.Close(); <-done }, nil
+	case GRPCUnix, NetRPCUnix:
+		l, err := net.Listen("unix", addr)
+		if err != nil {
+			return nil, err
+		}
+		if system == GRPCUnix {
+			return serveGRPC(l, reply), nil
+		}
+		srv := netrpc.NewServer()
+		if err := srv.RegisterName("Echo", netrpcEcho{}); err != nil {
+			l.Close()
+			return nil, err
+		}
+		done := make(chan struct{})
+		go func() { // srv.Accept would log the end of l
+			defer close(done)
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				go srv.ServeConn(c)
+			}
+		}()
+		return func() { _ = l.Close(); <-done }, nil
+	}
+	return nil, fmt.Errorf("unknown system %q", system)
+}
+
+// serveGRPC serves the benchService on l with grpc-go.
+func serveGRPC(l net.Listener, reply *testpb.StreamingOutputCallResponse) (stop func()) {
+	srv := grpc.NewServer()
+	testpb.RegisterTestServiceServer(srv, benchService{reply: reply})
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve(l) }()
+	return func() { srv.Stop(); <-done }
 }
 
 // connServe echoes every message of every connection of l; a connection

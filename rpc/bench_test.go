@@ -3,9 +3,16 @@ package rpc_test
 import (
 	"context"
 	"fmt"
+	"net"
+	"path/filepath"
 	"runtime"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 
 	"github.com/ipcgo/ipc"
@@ -107,22 +114,25 @@ func benchRPC(b *testing.B, tr string, size int) {
 		b.Fatal(err)
 	}
 	defer cc.Close()
-	c := testpb.NewTestServiceClient(cc)
-	req := &testpb.SimpleRequest{Payload: &testpb.Payload{Body: make([]byte, size-5)}} // 64 or 4096 bytes marshalled
-	b.ReportAllocs()
-	b.ResetTimer()
-	for range b.N {
-		if _, err := c.UnaryCall(ctx, req); err != nil {
-			b.Fatal(err)
-		}
-	}
+	unaryCalls(b, testpb.NewTestServiceClient(cc), size)
 }
 
 var benchServerOpts []rpc.ServerOption
 
 // echoPeer serves args[1] ("raw": echo every message of a raw ipc.Conn;
-// "rpc": echoServer) at args[0] until killed.
+// "rpc": echoServer; "grpc-net": echoServer with grpc-go's server on a
+// plain Unix socket at the path args[0]) at args[0] until killed.
 func echoPeer(args []string) int {
+	if args[1] == "grpc-net" {
+		l, err := net.Listen("unix", args[0])
+		if err != nil {
+			return fail("listen: %v", err)
+		}
+		srv := grpc.NewServer()
+		testpb.RegisterTestServiceServer(srv, echoServer{})
+		fmt.Println("ready")
+		return fail("serve: %v", srv.Serve(l))
+	}
 	l, err := ipc.Listen(args[0], nil)
 	if err != nil {
 		return fail("listen: %v", err)
@@ -179,14 +189,95 @@ func benchRPC2(b *testing.B, tr string, size int) {
 		b.Fatal(err)
 	}
 	defer cc.Close()
-	c := testpb.NewTestServiceClient(cc)
+	unaryCalls(b, testpb.NewTestServiceClient(cc), size)
+}
+
+// BenchmarkUnaryParallel: 8 callers at once on one connection, the server
+// in another process: rpc over shm and unix, and grpc-go over a plain Unix
+// socket as the baseline (calls/s).
+func BenchmarkUnaryParallel(b *testing.B) {
+	const callers = 8
+	ctx := context.Background()
+	for _, tr := range []string{ipc.SHM, ipc.Unix} {
+		b.Run("rpc-2proc/"+tr, func(b *testing.B) {
+			addr := startEcho(b, tr, "rpc")
+			cc, err := rpc.Dial(ctx, addr)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer cc.Close()
+			parallelCalls(b, callers, testpb.NewTestServiceClient(cc))
+		})
+	}
+	b.Run("grpcgo-2proc/net-unix", func(b *testing.B) {
+		cc := grpcgoNetUnix(b)
+		defer cc.Close()
+		parallelCalls(b, callers, testpb.NewTestServiceClient(cc))
+	})
+}
+
+// grpcgoNetUnix starts grpc-go's server on a plain Unix socket in another
+// process and returns a grpc-go client of it.
+func grpcgoNetUnix(b *testing.B) *grpc.ClientConn {
+	path := filepath.Join(b.TempDir(), "g.sock")
+	p := ipctest.StartPeer(b, "rpc-echo", path, "grpc-net")
+	p.Expect(b, "ready", peerTimeout)
+	cc, err := grpc.NewClient("unix://"+path, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return cc
+}
+
+// unaryCalls times b.N unary calls of size bytes (marshalled) on c, after
+// one untimed call that connects.
+func unaryCalls(b *testing.B, c testpb.TestServiceClient, size int) {
+	ctx := context.Background()
 	req := &testpb.SimpleRequest{Payload: &testpb.Payload{Body: make([]byte, size-5)}}
+	if _, err := c.UnaryCall(ctx, req); err != nil {
+		b.Fatal(err)
+	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
 		if _, err := c.UnaryCall(ctx, req); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// parallelCalls makes b.N 64-byte unary calls on c from n goroutines.
+func parallelCalls(b *testing.B, n int, c testpb.TestServiceClient) {
+	ctx := context.Background()
+	req := &testpb.SimpleRequest{Payload: &testpb.Payload{Body: make([]byte, 59)}}
+	if _, err := c.UnaryCall(ctx, req); err != nil { // connect outside the timing
+		b.Fatal(err)
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(b.N) {
+				if _, err := c.UnaryCall(ctx, req); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "calls/s")
+	select {
+	case err := <-errs:
+		b.Fatal(err)
+	default:
 	}
 }
 

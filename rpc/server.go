@@ -488,16 +488,18 @@ func (sc *sconn) open(f *frame) (*sstream, error) {
 		}
 	}
 	st := &sstream{sc: sc, id: f.id, m: m, codec: codec}
-	ctx := sc.ctx
+	st.cctx.st, st.cctx.md = st, f.md
 	if f.timeout > 0 {
-		ctx, st.cancel = context.WithTimeout(ctx, time.Duration(f.timeout))
-	} else {
-		ctx, st.cancel = context.WithCancel(ctx)
+		st.cctx.deadline = time.Now().Add(time.Duration(f.timeout))
 	}
-	if f.md != nil {
-		ctx = metadata.NewIncomingContext(ctx, f.md)
+	st.ctx = &st.cctx
+	if streamKey == nil || mdKey == nil {
+		ctx := context.Context(&st.cctx)
+		if f.md != nil {
+			ctx = metadata.NewIncomingContext(ctx, f.md)
+		}
+		st.ctx = grpc.NewContextWithServerTransportStream(ctx, (*transportStream)(st))
 	}
-	st.ctx = grpc.NewContextWithServerTransportStream(ctx, (*transportStream)(st))
 	if m.unary == nil || f.flags&flagEnd == 0 {
 		st.in.init(s.opts.window)
 		st.out.init(sc.window)
@@ -621,14 +623,14 @@ func (sc *sconn) endStream(st *sstream) {
 // grpc.ServerStream of stream handlers and the grpc.ServerTransportStream
 // of every call's context (grpc.SetHeader and friends).
 type sstream struct {
-	sc     *sconn
-	id     uint64
-	m      *method
-	codec  encoding.Codec
-	ctx    context.Context
-	cancel context.CancelFunc
-	in     inbox  // streams: messages from the client
-	out    credit // streams: messages the client lets us send
+	sc    *sconn
+	id    uint64
+	m     *method
+	codec encoding.Codec
+	ctx   context.Context // &cctx, unless grpc's own wrappers are needed (probeKeys)
+	cctx  callCtx
+	in    inbox  // streams: messages from the client
+	out   credit // streams: messages the client lets us send
 
 	mu         sync.Mutex
 	header     metadata.MD
@@ -636,6 +638,9 @@ type sstream struct {
 	headerSent bool
 	ended      bool
 }
+
+// cancel ends the call's context (the call is over).
+func (st *sstream) cancel() { st.cctx.cancel(context.Canceled) }
 
 // abort ends the stream from outside: the handler's context is cancelled
 // and its blocked RecvMsg and SendMsg return err.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -115,6 +116,7 @@ func newBenchRPCCmd() *cobra.Command {
 		systems []string
 		callers []int
 		svg     string
+		from    string
 		common  benchFlags
 	)
 	cmd := &cobra.Command{
@@ -138,7 +140,8 @@ payload's bytes, one caller). The targets are checked below the table (PASS or
 MISS, as measured in this run).
 
 --json prints one JSON object instead of the tables; --report writes a
-self-contained HTML page, --svg the charts as one SVG image. The exit status
+self-contained HTML page, --svg the charts as one SVG image; --from FILE
+shows a run saved with --json instead of measuring. The exit status
 is 1 if a measurement failed (not if a target is missed).`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -155,14 +158,20 @@ is 1 if a measurement failed (not if a target is missed).`,
 			if !common.quiet {
 				opts.Progress = cmd.ErrOrStderr()
 			}
-			ctx, stop := benchContext(cmd.Context())
-			defer stop()
-			rep, err := bench.RunRPC(ctx, opts)
-			if err != nil {
-				if ctx.Err() != nil {
+			var rep *bench.RPCReport
+			if from != "" {
+				if rep, err = readRPCReport(from); err != nil {
 					return err
 				}
-				return usageError{err}
+			} else {
+				ctx, stop := benchContext(cmd.Context())
+				defer stop()
+				if rep, err = bench.RunRPC(ctx, opts); err != nil {
+					if ctx.Err() != nil {
+						return err
+					}
+					return usageError{err}
+				}
 			}
 			var failed []string
 			for _, r := range rep.Failed() {
@@ -181,6 +190,7 @@ is 1 if a measurement failed (not if a target is missed).`,
 	f.IntSliceVar(&callers, "callers", nil, "numbers of concurrent callers (default 1,8,64)")
 	f.DurationVar(&opts.Duration, "duration", time.Second, "how long each measurement runs, after its warm-up (100ms for a quick look)")
 	f.StringVar(&svg, "svg", "", "write the charts as an SVG image to `FILE`")
+	f.StringVar(&from, "from", "", "measure nothing: show the results of an earlier run, the --json output saved in `FILE`")
 	common.add(cmd, "payload sizes in bytes, with an optional K or M suffix (default 64,4096)",
 		"pin the client process and the server to these two CPUs (`A,B`); auto: the first two this program may use; none: do not pin")
 	return cmd
@@ -260,6 +270,22 @@ func (c *benchFlags) finish(cmd *cobra.Command, name string, rep any, table, pag
 		return silentError{fmt.Errorf("%d measurements failed", len(failed))}
 	}
 	return nil
+}
+
+// readRPCReport reads the --json output of an earlier `ipc bench rpc`.
+func readRPCReport(path string) (*bench.RPCReport, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var rep bench.RPCReport
+	if err := json.Unmarshal(b, &rep); err != nil {
+		return nil, fmt.Errorf("%s: not the JSON output of ipc bench rpc: %w", path, err)
+	}
+	if len(rep.Results) == 0 || len(rep.Settings.Sizes) == 0 || len(rep.Settings.Systems) == 0 {
+		return nil, fmt.Errorf("%s: not the JSON output of ipc bench rpc: no results", path)
+	}
+	return &rep, nil
 }
 
 // writeFile creates path and writes it with write.

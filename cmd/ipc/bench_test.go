@@ -245,6 +245,23 @@ func TestBenchRPC(t *testing.T) {
 		!strings.Contains(errOut, "[14/14] netrpc-unix 4096 B stream...") {
 		t.Errorf("no progress on stderr: %q", errOut)
 	}
+	// The saved JSON shows again as the table, without measuring.
+	saved := filepath.Join(dir, "rpc.json")
+	if err := os.WriteFile(saved, []byte(out), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, table, _ := run(t, 10*time.Second, "bench", "rpc", "--from", saved, "--svg", svg)
+	if code != 0 {
+		t.Fatalf("--from: exit %d", code)
+	}
+	for _, want := range []string{"UNARY", "SERVER STREAM", "rpc-shm        64 B   8 ", "netrpc-unix    4 KiB  64 ", "targets:"} {
+		if !strings.Contains(table, want) {
+			t.Errorf("--from: the table lacks %q", want)
+		}
+	}
+	if code, _, _ := run(t, 10*time.Second, "bench", "rpc", "--from", report); code != exitFailure {
+		t.Errorf("--from an HTML file: exit %d, want %d", code, exitFailure)
+	}
 	for path, prefix := range map[string]string{report: "<!DOCTYPE html>", svg: "<svg "} {
 		b, err := os.ReadFile(path)
 		if err != nil {

@@ -270,7 +270,7 @@ func newChart(rows int, svg string) chart {
 // payload size.
 func WriteRPCSVG(w io.Writer, rep *RPCReport) error {
 	cols := rep.rpcCharts()
-	const gap, head = 16, 40
+	const gap, head = 16, 58
 	height := 0
 	for _, col := range cols {
 		h := 0
@@ -287,8 +287,10 @@ func WriteRPCSVG(w io.Writer, rep *RPCReport) error {
 	fmt.Fprintf(&b, "<rect width=\"%d\" height=\"%d\" fill=\"#fff\"/>\n", width, height)
 	fmt.Fprintf(&b, "<text x=\"4\" y=\"18\" font-family=\"sans-serif\" font-size=\"13\" fill=\"#333\">%s</text>\n",
 		html.EscapeString("ipc bench rpc: "+rep.Machine.MachineLine()))
-	fmt.Fprintf(&b, "<text x=\"4\" y=\"34\" font-family=\"sans-serif\" font-size=\"11\" fill=\"#555\">%s</text>\n",
-		html.EscapeString(rep.Settings.SettingsLine()+"; "+rep.Machine.LoadLine()))
+	for i, line := range []string{rep.Settings.SettingsLine(), rep.Machine.LoadLine()} {
+		fmt.Fprintf(&b, "<text x=\"4\" y=\"%d\" font-family=\"sans-serif\" font-size=\"11\" fill=\"#555\">%s</text>\n",
+			34+14*i, html.EscapeString(line))
+	}
 	for i, col := range cols {
 		y := head
 		for _, c := range col {

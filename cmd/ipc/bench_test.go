@@ -224,8 +224,10 @@ func TestBenchRPC(t *testing.T) {
 			}
 		case !(0 < r.P50 && r.P50 <= r.P99) || r.CallsPerS <= 0 || r.Calls <= 0:
 			t.Errorf("%s: p50 %d, p99 %d, %v calls/s of %d", name, r.P50, r.P99, r.CallsPerS, r.Calls)
-		case r.Callers == 1 && !strings.HasPrefix(r.System, "conn-") && (r.ClientAllocs <= 0 || r.P50Ratio <= 0):
-			t.Errorf("%s: %v allocations per call, p50 ratio to conn %v", name, r.ClientAllocs, r.P50Ratio)
+		case r.Callers == 1 && !strings.HasPrefix(r.System, "conn-") && r.P50Ratio <= 0:
+			t.Errorf("%s: p50 ratio to conn %v", name, r.P50Ratio)
+		case r.Callers == 1 && !strings.HasPrefix(r.System, "rpc-") && !strings.HasPrefix(r.System, "conn-") && r.ClientAllocs <= 0:
+			t.Errorf("%s: %v allocations per call", name, r.ClientAllocs) // grpc-go and net/rpc allocate
 		}
 	}
 	if !slices.Equal(got, want) {
@@ -237,7 +239,8 @@ func TestBenchRPC(t *testing.T) {
 		t.Errorf("%d targets, want 5", len(targets))
 	}
 	for _, tg := range targets {
-		if tg.Status != bench.Pass && tg.Status != bench.Miss || tg.Value <= 0 {
+		measured := tg.Value > 0 || strings.Contains(tg.Name, "allocations") // rpc may allocate nothing
+		if tg.Status != bench.Pass && tg.Status != bench.Miss || !measured || tg.Detail == "" {
 			t.Errorf("target %q: %s %v (%s), want PASS or MISS with a measured value", tg.Name, tg.Status, tg.Value, tg.Detail)
 		}
 	}

@@ -194,8 +194,8 @@ func TestRunRPC(t *testing.T) {
 			t.Errorf("%s %s: p50 %d p99 %d, %v calls/s", r.System, r.label(), r.P50, r.P99, r.CallsPerS)
 		}
 	}
-	if r := rep.Find(RPCShm, KindUnary, 64, 1); r == nil || r.ClientAllocs <= 0 || r.P50Ratio <= 0 {
-		t.Errorf("rpc-shm one caller: %+v, want allocations and a ratio to conn-shm", r)
+	if r := rep.Find(RPCShm, KindUnary, 64, 1); r == nil || r.P50Ratio <= 0 {
+		t.Errorf("rpc-shm one caller: %+v, want a ratio to conn-shm", r)
 	}
 	if got := shmSegments(t); len(got) > len(segs) {
 		t.Errorf("segments left: %v (before: %v)", got, segs)

@@ -120,11 +120,18 @@ func benchRPC(b *testing.B, tr string, size int) {
 var benchServerOpts []rpc.ServerOption
 
 // echoPeer serves args[1] ("raw": echo every message of a raw ipc.Conn;
-// "rpc": echoServer; "grpc-net": echoServer with grpc-go's server on a
-// plain Unix socket at the path args[0]) at args[0] until killed.
+// "rpc": echoServer; "grpc": echoServer with grpc-go's server; "grpc-net":
+// the same on a plain Unix socket at the path args[0]) at args[0] until
+// killed.
 func echoPeer(args []string) int {
-	if args[1] == "grpc-net" {
-		l, err := net.Listen("unix", args[0])
+	if args[1] == "grpc" || args[1] == "grpc-net" {
+		var l net.Listener
+		var err error
+		if args[1] == "grpc" {
+			l, err = ipc.Listen(args[0], nil)
+		} else {
+			l, err = net.Listen("unix", args[0])
+		}
 		if err != nil {
 			return fail("listen: %v", err)
 		}

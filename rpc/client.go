@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -382,7 +383,7 @@ func (t *ctransport) readLoop() {
 		for t.needReader() {
 			t.rmu.Lock()
 			for t.needReader() {
-				if err := t.readFrame(t.ctx); err != nil {
+				if err := t.readFrame(t.ctx, nil); err != nil {
 					t.rmu.Unlock()
 					return
 				}
@@ -396,7 +397,7 @@ func (t *ctransport) readLoop() {
 // returns ctx's error if ctx ends first.
 func (t *ctransport) lead(ctx context.Context, w *waiter) error {
 	for !w.done.Load() {
-		if err := t.readFrame(ctx); err != nil {
+		if err := t.readFrame(ctx, w); err != nil {
 			if t.dead.Load() {
 				return nil // w has its error
 			}
@@ -407,8 +408,14 @@ func (t *ctransport) lead(ctx context.Context, w *waiter) error {
 }
 
 // readFrame reads one frame and hands it on. An error is either ctx's (the
-// connection is fine) or fatal: the connection is closed then.
-func (t *ctransport) readFrame(ctx context.Context) error {
+// connection is fine) or fatal: the connection is closed then. self is the
+// reader's own call (nil for the reader goroutine).
+//
+// A frame for another call makes its goroutine ready to run on this
+// processor, where it would wait behind this reader's next Recv, which
+// spins before it sleeps (shm) and yields only now and then: so the reader
+// yields at once, and the caller runs (and sends its next call) first.
+func (t *ctransport) readFrame(ctx context.Context, self receiver) error {
 	msg, err := t.c.Recv(ctx, t.rbuf[:0])
 	if err != nil {
 		if ctx.Err() != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.EOF) {
@@ -449,6 +456,9 @@ func (t *ctransport) readFrame(ctx context.Context) error {
 		}
 		if idle {
 			t.close(status.Error(codes.Unavailable, "rpc: server went away"))
+		}
+		if r != nil && r != self {
+			runtime.Gosched()
 		}
 	case frameWindow:
 		t.mu.Lock()

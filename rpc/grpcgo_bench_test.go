@@ -35,6 +35,16 @@ func BenchmarkGRPCGo(b *testing.B) {
 		defer cc.Close()
 		unaryCalls(b, testpb.NewTestServiceClient(cc), 64)
 	})
+	b.Run("ipc-shm-2proc/64B", func(b *testing.B) {
+		addr := startEcho(b, ipc.SHM, "grpc")
+		cc, err := grpc.NewClient("passthrough:///"+addr,
+			grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithContextDialer(rpc.ContextDialer(nil)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer cc.Close()
+		unaryCalls(b, testpb.NewTestServiceClient(cc), 64)
+	})
 }
 
 func benchGRPCGo(b *testing.B, tr string, size int) {

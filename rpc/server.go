@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"reflect"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -403,6 +404,7 @@ func (sc *sconn) readLoop(gen uint64, buf []byte) {
 					sc.finish(err)
 					return
 				}
+				runtime.Gosched() // the stream's handler may be ready now (see below)
 				continue
 			}
 			st, err := sc.open(&f)
@@ -413,12 +415,17 @@ func (sc *sconn) readLoop(gen uint64, buf []byte) {
 			if st == nil {
 				continue
 			}
+			// A goroutine made ready here would wait behind this reader's
+			// next Recv, which spins (shm) and yields only now and then:
+			// yield at once, so that it starts first.
 			if st.m.unary == nil || f.flags&(flagMsg|flagEnd) != flagMsg|flagEnd {
 				go st.run(nil)
+				runtime.Gosched()
 				continue
 			}
 			if sc.s.opts.inlineDuration < 0 {
 				go st.run(append([]byte(nil), f.payload...))
+				runtime.Gosched()
 				continue
 			}
 			// Run the handler here; if it runs long the timer's goroutine

@@ -29,9 +29,9 @@ type callCtx struct {
 
 	mu     sync.Mutex
 	err    error
-	done   chan struct{} // made by the first Done
-	timer  *time.Timer   // the deadline's, armed with done
-	afters []*afterFunc
+	done   chan struct{}           // made by the first Done
+	timer  *time.Timer             // the deadline's, armed with done
+	afters map[*afterFunc]struct{} // AfterFuncs not run nor stopped yet
 }
 
 // The keys under which grpc looks up a call's ServerTransportStream and
@@ -125,7 +125,7 @@ func (c *callCtx) cancel(err error) error {
 	afters := c.afters
 	c.afters = nil
 	c.mu.Unlock()
-	for _, a := range afters {
+	for a := range afters {
 		go a.run()
 	}
 	return err
@@ -136,28 +136,39 @@ func (c *callCtx) cancel(err error) error {
 // it did. context.WithCancel and friends use it for contexts derived from
 // this one.
 func (c *callCtx) AfterFunc(f func()) func() bool {
-	a := &afterFunc{f: f}
+	a := &afterFunc{c: c, f: f}
 	c.mu.Lock()
 	if c.err != nil {
 		c.mu.Unlock()
 		go a.run()
 		return a.stop
 	}
-	c.afters = append(c.afters, a)
+	if c.afters == nil {
+		c.afters = map[*afterFunc]struct{}{}
+	}
+	c.afters[a] = struct{}{}
 	c.mu.Unlock()
 	return a.stop
 }
 
 type afterFunc struct {
+	c    *callCtx
 	once sync.Once
 	f    func()
 }
 
 func (a *afterFunc) run() { a.once.Do(a.f) }
 
+// stop keeps f from running and forgets it, so that a long stream whose
+// handler derives a context per message holds none of the stopped ones.
 func (a *afterFunc) stop() bool {
 	stopped := false
 	a.once.Do(func() { stopped = true })
+	if stopped {
+		a.c.mu.Lock()
+		delete(a.c.afters, a)
+		a.c.mu.Unlock()
+	}
 	return stopped
 }
 

@@ -67,6 +67,16 @@ func TestCallCtxCancel(t *testing.T) {
 	if !stopped() || stopped() {
 		t.Fatal("stop did not report once that it stopped the function")
 	}
+	for range 100 { // derived and released: nothing stays behind
+		_, cancel := context.WithTimeout(c, time.Hour)
+		cancel()
+	}
+	c.mu.Lock()
+	left := len(c.afters)
+	c.mu.Unlock()
+	if left != 2 { // the AfterFunc that runs below and child's
+		t.Fatalf("%d functions registered, want 2", left)
+	}
 	if c.Err() != nil || child.Err() != nil {
 		t.Fatal("ended before cancel")
 	}

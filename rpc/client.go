@@ -313,7 +313,7 @@ func (t *ctransport) sendControl(typ byte, id uint64, credit int) {
 	if typ == frameWindow {
 		*b = binary.AppendUvarint(*b, uint64(credit))
 	}
-	_ = t.c.Send(t.ctx, *b)
+	_ = t.c.Send(connCtx, *b)
 	putBuf(b)
 }
 
@@ -383,7 +383,7 @@ func (t *ctransport) readLoop() {
 		for t.needReader() {
 			t.rmu.Lock()
 			for t.needReader() {
-				if err := t.readFrame(t.ctx, nil); err != nil {
+				if err := t.readFrame(connCtx, nil); err != nil {
 					t.rmu.Unlock()
 					return
 				}

@@ -69,6 +69,13 @@
 // long handler holds up the other calls of its connection for at most that. A unary caller whose connection has no reader at the moment
 // reads its reply itself, which saves a goroutine wake-up per call.
 //
+// A handler's context is the call's own, one object with the call (not a
+// chain of context.WithValue): it has the caller's deadline, the incoming
+// metadata and the call's grpc.ServerTransportStream, and it ends when the
+// call ends, the client cancels or the connection closes. Its Done channel
+// and deadline timer are made on first use, and contexts derived from it
+// need no goroutine.
+//
 // A codec's Unmarshal gets a slice of the connection's receive buffer,
 // which is reused for the next frame: a codec must copy what it keeps
 // (protobuf and encoding/json do), as it must not keep the slice.

@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -42,6 +43,14 @@ const (
 	defaultWindow = 32
 	maxMDPairs    = 1 << 14
 )
+
+// connCtx is the context of the transport calls made for a connection as a
+// whole (its readers' Recv, a unary reply, control frames), not for one
+// call or stream: those end when the connection ends, which closes the
+// ipc.Conn, and Close ends a blocked Send or Recv on every transport. A
+// context that cannot end costs a transport nothing per call, where one
+// that can costs some (unix: a deadline watcher, three allocations).
+var connCtx = context.Background()
 
 // errFrame is the cause of a corrupt frame; decode errors wrap it.
 var errFrame = errors.New("corrupt frame")

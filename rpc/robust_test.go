@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"testing"
 	"time"
 
@@ -283,4 +284,53 @@ func dialTest(t *testing.T, addr string, opts ...rpc.DialOption) (context.Contex
 	}
 	t.Cleanup(func() { cc.Close() })
 	return ctx, testpb.NewTestServiceClient(cc)
+}
+
+// TestCloseEndsBlockedSend checks what the package relies on to give its
+// connection-wide transport calls a context that never ends: closing an
+// ipc.Conn ends a Send blocked on a peer that does not read, on every
+// transport.
+func TestCloseEndsBlockedSend(t *testing.T) {
+	for _, tr := range []string{ipc.SHM, ipc.Unix, ipc.UnixPacket, ipc.TCP, ipc.FIFO, ipc.PosixMQ} {
+		t.Run(tr, func(t *testing.T) {
+			l, err := ipc.Listen(testAddr(t, tr), &ipc.Config{RingSize: 64 << 10})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			ctx := context.Background()
+			sc := make(chan ipc.Conn, 1)
+			go func() { s, _ := l.AcceptConn(ctx); sc <- s }()
+			c, err := ipc.Dial(ctx, l.Addr().String(), &ipc.Config{RingSize: 64 << 10})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s := <-sc; s != nil {
+				defer s.Close() // open, never read
+			}
+			msg := make([]byte, 1000)
+			for i := 0; ; i++ { // fill the way to the peer until a Send must wait
+				sctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+				err := c.Send(sctx, msg)
+				cancel()
+				if errors.Is(err, context.DeadlineExceeded) {
+					break
+				}
+				if err != nil || i > 1<<16 {
+					t.Fatalf("filling: send %d: %v", i, err)
+				}
+			}
+			done := make(chan error, 1)
+			go func() { done <- c.Send(ctx, msg) }()
+			c.Close()
+			select {
+			case err := <-done:
+				if !errors.Is(err, net.ErrClosed) {
+					t.Fatalf("blocked Send after Close: %v, want net.ErrClosed", err)
+				}
+			case <-time.After(goneBound):
+				t.Fatalf("Close did not end a blocked Send within %v", goneBound)
+			}
+		})
+	}
 }

@@ -387,7 +387,7 @@ func (sc *sconn) takeOver() {
 func (sc *sconn) readLoop(gen uint64, buf []byte) {
 	var f frame
 	for {
-		msg, err := sc.c.Recv(sc.ctx, buf[:0])
+		msg, err := sc.c.Recv(connCtx, buf[:0])
 		if err != nil {
 			sc.finish(err)
 			return
@@ -570,7 +570,7 @@ func (sc *sconn) reply(id uint64, code codes.Code, msg string) {
 	b := getBuf()
 	*b = appendFrameHeader(*b, frameData, flagStatus, id)
 	*b = appendStatus(*b, uint32(code), msg, nil, nil)
-	_ = sc.c.Send(sc.ctx, *b)
+	_ = sc.c.Send(connCtx, *b)
 	putBuf(b)
 }
 
@@ -585,7 +585,7 @@ func (sc *sconn) goAway() {
 	sc.goaway = true
 	idle := len(sc.streams) == 0
 	sc.mu.Unlock()
-	_ = sc.c.Send(sc.ctx, appendFrameHeader(nil, frameGoAway, 0, 0))
+	_ = sc.c.Send(connCtx, appendFrameHeader(nil, frameGoAway, 0, 0))
 	if idle {
 		sc.finish(ErrServerClosed)
 	}
@@ -753,7 +753,7 @@ func (st *sstream) finish(resp any, err error) {
 				continue
 			}
 		}
-		serr := st.sc.c.Send(st.sc.ctx, *b)
+		serr := st.sc.c.Send(connCtx, *b)
 		if errors.Is(serr, ipc.ErrMessageTooLarge) && try == 0 {
 			err = status.Errorf(codes.ResourceExhausted, "rpc: response larger than the transport's limit: %v", serr)
 			st.mu.Lock()
@@ -890,7 +890,7 @@ func (st *sstream) RecvMsg(m any) error {
 		b := getBuf()
 		*b = appendFrameHeader(*b, frameWindow, 0, st.id)
 		*b = binary.AppendUvarint(*b, uint64(grant))
-		_ = st.sc.c.Send(st.sc.ctx, *b)
+		_ = st.sc.c.Send(connCtx, *b)
 		putBuf(b)
 	}
 	if err != nil {

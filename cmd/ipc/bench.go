@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strconv"
@@ -19,11 +21,7 @@ func newBenchCmd() *cobra.Command {
 	var (
 		opts       bench.Options
 		transports []string
-		sizes      []string
-		asJSON     bool
-		report     string
-		quiet      bool
-		cpus       string
+		common     benchFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "bench [--transports LIST] [--sizes LIST] [--duration D] [--json] [--report FILE.html]",
@@ -61,34 +59,14 @@ The exit status is 1 if a measurement failed (not if a target is missed).`,
 				opts.Transports = transports
 			}
 			var err error
-			if opts.CPUs, err = parseCPUs(cpus); err != nil {
-				return usageError{err}
+			if opts.CPUs, opts.Sizes, err = common.parse(); err != nil {
+				return err
 			}
-			for _, s := range sizes {
-				n, err := parseSize(s)
-				if err != nil {
-					return usageError{err}
-				}
-				opts.Sizes = append(opts.Sizes, n)
-			}
-			if !quiet {
+			if !common.quiet {
 				opts.Progress = cmd.ErrOrStderr()
 			}
-			// A reader that goes away (ipc bench | head) must not kill the
-			// run before it has stopped its peers and removed its files:
-			// it ends the run instead.
-			ctx, cancel := context.WithCancel(cmd.Context())
-			defer cancel()
-			pipe := make(chan os.Signal, 1)
-			signal.Notify(pipe, syscall.SIGPIPE)
-			defer signal.Stop(pipe)
-			go func() {
-				select {
-				case <-pipe:
-					cancel()
-				case <-ctx.Done():
-				}
-			}()
+			ctx, stop := benchContext(cmd.Context())
+			defer stop()
 			rep, err := bench.Run(ctx, opts)
 			if err != nil {
 				if ctx.Err() != nil {
@@ -96,42 +74,231 @@ The exit status is 1 if a measurement failed (not if a target is missed).`,
 				}
 				return usageError{err}
 			}
-			out := cmd.OutOrStdout()
-			if asJSON {
-				if err := writeJSON(out, rep); err != nil {
-					return err
-				}
-			} else if err := bench.WriteTable(out, rep); err != nil {
-				return err
+			var failed []string
+			for _, r := range rep.Failed() {
+				failed = append(failed, fmt.Sprintf("%s %d B failed: %s", r.Transport, r.Size, r.Error))
 			}
-			if report != "" {
-				if err := writeReport(report, rep); err != nil {
-					return err
-				}
-				if !quiet {
-					fmt.Fprintf(cmd.ErrOrStderr(), "report written to %s\n", report)
-				}
-			}
-			if failed := rep.Failed(); len(failed) > 0 {
-				for _, r := range failed {
-					fmt.Fprintf(cmd.ErrOrStderr(), "ipc: bench: %s %d B failed: %s\n", r.Transport, r.Size, r.Error)
-				}
-				return silentError{fmt.Errorf("%d measurements failed", len(failed))}
-			}
-			return nil
+			return common.finish(cmd, "bench", rep, func(w io.Writer) error { return bench.WriteTable(w, rep) },
+				func(w io.Writer) error { return bench.WriteHTML(w, rep, time.Now()) }, nil, failed)
 		},
 	}
 	f := cmd.Flags()
 	f.StringSliceVar(&transports, "transports", nil, "transports to measure (default "+strings.Join(bench.Transports, ",")+"); baselines may be named too")
-	f.StringSliceVar(&sizes, "sizes", nil, "message sizes in bytes, with an optional K or M suffix (default 64,4096,65536,1048576)")
 	f.DurationVar(&opts.Duration, "duration", 2*time.Second, "how long each measurement runs, after its warm-up")
 	f.IntVar(&opts.MaxRoundTrips, "max-round-trips", 1_000_000, "end a latency measurement after this many round trips")
 	f.BoolVar(&opts.NoBaselines, "no-baselines", false, "do not run the raw baselines")
-	f.BoolVar(&asJSON, "json", false, "print one JSON object")
-	f.StringVar(&report, "report", "", "write an HTML report to `FILE`")
-	f.BoolVarP(&quiet, "quiet", "q", false, "no progress on stderr")
-	f.StringVar(&cpus, "cpus", "auto", "pin the measuring process and its peer to these two CPUs (`A,B`); auto: the first two this program may use; none: do not pin")
+	common.add(cmd, "message sizes in bytes, with an optional K or M suffix (default 64,4096,65536,1048576)",
+		"pin the measuring process and its peer to these two CPUs (`A,B`); auto: the first two this program may use; none: do not pin")
+	cmd.AddCommand(newBenchRPCCmd())
 	return cmd
+}
+
+// benchContext returns a context that a reader going away (ipc bench |
+// head) cancels: the run must not be killed by SIGPIPE before it has
+// stopped its processes and removed its files.
+func benchContext(parent context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(parent)
+	pipe := make(chan os.Signal, 1)
+	signal.Notify(pipe, syscall.SIGPIPE)
+	go func() {
+		select {
+		case <-pipe:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() { signal.Stop(pipe); cancel() }
+}
+
+func newBenchRPCCmd() *cobra.Command {
+	var (
+		opts    bench.RPCOptions
+		systems []string
+		callers []int
+		svg     string
+		from    string
+		common  benchFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "rpc [--systems LIST] [--sizes LIST] [--callers LIST] [--duration D] [--json] [--report FILE.html] [--svg FILE.svg]",
+		Short: "Measure rpc unary calls and server streams against grpc-go, net/rpc and the raw round trip",
+		Long: `bench rpc measures package rpc between two processes, pinned as the transport
+benchmarks are (--cpus): a client process (this program re-executed) and the
+server it starts, a fresh pair for each system and payload size. For each it
+measures unary calls of grpc.testing.TestService/UnaryCall with protobuf
+payloads of each size (p50 and p99 latency from an HDR histogram, calls/s of
+all callers together) with each number of concurrent callers on one client
+connection, the allocations of the calling process per call (one caller), and
+the messages/s of a server stream (StreamingOutputCall) of messages of that
+size.
+
+Systems: rpc-shm and rpc-unix (package rpc), and the baselines of the same run:
+grpc-unix (grpc-go, HTTP/2, over a Unix socket), grpc-ipc-shm (grpc-go over ipc
+shm byte streams), netrpc-unix (net/rpc over a Unix socket, the same protobuf
+messages as bytes), conn-shm and conn-unix (the raw ipc.Conn round trip of the
+payload's bytes, one caller). The targets are checked below the table (PASS or
+MISS, as measured in this run).
+
+--json prints one JSON object instead of the tables; --report writes a
+self-contained HTML page, --svg the charts as one SVG image; --from FILE
+shows a run saved with --json instead of measuring. The exit status
+is 1 if a measurement failed (not if a target is missed).`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(systems) > 0 {
+				opts.Systems = systems
+			}
+			if len(callers) > 0 {
+				opts.Callers = callers
+			}
+			var err error
+			if opts.CPUs, opts.Sizes, err = common.parse(); err != nil {
+				return err
+			}
+			if !common.quiet {
+				opts.Progress = cmd.ErrOrStderr()
+			}
+			var rep *bench.RPCReport
+			if from != "" {
+				if rep, err = readRPCReport(from); err != nil {
+					return err
+				}
+			} else {
+				ctx, stop := benchContext(cmd.Context())
+				defer stop()
+				if rep, err = bench.RunRPC(ctx, opts); err != nil {
+					if ctx.Err() != nil {
+						return err
+					}
+					return usageError{err}
+				}
+			}
+			var failed []string
+			for _, r := range rep.Failed() {
+				failed = append(failed, fmt.Sprintf("%s %d B %s failed: %s", r.System, r.Size, r.Kind, r.Error))
+			}
+			var svgFile *outFile
+			if svg != "" {
+				svgFile = &outFile{svg, func(w io.Writer) error { return bench.WriteRPCSVG(w, rep) }}
+			}
+			return common.finish(cmd, "bench rpc", rep, func(w io.Writer) error { return bench.WriteRPCTable(w, rep) },
+				func(w io.Writer) error { return bench.WriteRPCHTML(w, rep, time.Now()) }, svgFile, failed)
+		},
+	}
+	f := cmd.Flags()
+	f.StringSliceVar(&systems, "systems", nil, "systems to measure (default "+strings.Join(bench.RPCSystems, ",")+")")
+	f.IntSliceVar(&callers, "callers", nil, "numbers of concurrent callers (default 1,8,64)")
+	f.DurationVar(&opts.Duration, "duration", time.Second, "how long each measurement runs, after its warm-up (100ms for a quick look)")
+	f.StringVar(&svg, "svg", "", "write the charts as an SVG image to `FILE`")
+	f.StringVar(&from, "from", "", "measure nothing: show the results of an earlier run, the --json output saved in `FILE`")
+	common.add(cmd, "payload sizes in bytes, with an optional K or M suffix (default 64,4096)",
+		"pin the client process and the server to these two CPUs (`A,B`); auto: the first two this program may use; none: do not pin")
+	return cmd
+}
+
+// benchFlags are the flags both bench commands have.
+type benchFlags struct {
+	sizes         []string
+	cpus, report  string
+	asJSON, quiet bool
+}
+
+func (c *benchFlags) add(cmd *cobra.Command, sizesHelp, cpusHelp string) {
+	f := cmd.Flags()
+	f.StringSliceVar(&c.sizes, "sizes", nil, sizesHelp)
+	f.BoolVar(&c.asJSON, "json", false, "print one JSON object")
+	f.StringVar(&c.report, "report", "", "write an HTML report to `FILE`")
+	f.BoolVarP(&c.quiet, "quiet", "q", false, "no progress on stderr")
+	f.StringVar(&c.cpus, "cpus", "auto", cpusHelp)
+}
+
+// parse returns the pinning and the sizes (nil: the defaults), or a usage
+// error.
+func (c *benchFlags) parse() (cpus, sizes []int, err error) {
+	if cpus, err = parseCPUs(c.cpus); err != nil {
+		return nil, nil, usageError{err}
+	}
+	for _, s := range c.sizes {
+		n, err := parseSize(s)
+		if err != nil {
+			return nil, nil, usageError{err}
+		}
+		sizes = append(sizes, n)
+	}
+	return cpus, sizes, nil
+}
+
+// outFile is a file a command writes besides its output.
+type outFile struct {
+	path  string
+	write func(io.Writer) error
+}
+
+// finish prints rep (JSON or table), writes the report and extra file, if
+// asked for, and turns failed measurements into the exit status.
+func (c *benchFlags) finish(cmd *cobra.Command, name string, rep any, table, page func(io.Writer) error,
+	extra *outFile, failed []string) error {
+	out := cmd.OutOrStdout()
+	var err error
+	if c.asJSON {
+		err = writeJSON(out, rep)
+	} else {
+		err = table(out)
+	}
+	if err != nil {
+		return err
+	}
+	files := []outFile{{c.report, page}}
+	if extra != nil {
+		files = append(files, *extra)
+	}
+	for _, f := range files {
+		if f.path == "" {
+			continue
+		}
+		if err := writeFile(f.path, f.write); err != nil {
+			return err
+		}
+		if !c.quiet {
+			fmt.Fprintf(cmd.ErrOrStderr(), "written to %s\n", f.path)
+		}
+	}
+	for _, f := range failed {
+		fmt.Fprintf(cmd.ErrOrStderr(), "ipc: %s: %s\n", name, f)
+	}
+	if len(failed) > 0 {
+		return silentError{fmt.Errorf("%d measurements failed", len(failed))}
+	}
+	return nil
+}
+
+// readRPCReport reads the --json output of an earlier `ipc bench rpc`.
+func readRPCReport(path string) (*bench.RPCReport, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var rep bench.RPCReport
+	if err := json.Unmarshal(b, &rep); err != nil {
+		return nil, fmt.Errorf("%s: not the JSON output of ipc bench rpc: %w", path, err)
+	}
+	if len(rep.Results) == 0 || len(rep.Settings.Sizes) == 0 || len(rep.Settings.Systems) == 0 {
+		return nil, fmt.Errorf("%s: not the JSON output of ipc bench rpc: no results", path)
+	}
+	return &rep, nil
+}
+
+// writeFile creates path and writes it with write.
+func writeFile(path string, write func(io.Writer) error) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := write(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // parseCPUs reads the --cpus flag.

@@ -176,3 +176,118 @@ func TestParseSize(t *testing.T) {
 		}
 	}
 }
+
+// TestBenchRPC runs `ipc bench rpc` in its short form: every system, both
+// payload sizes, 1, 8 and 64 callers, with JSON, an HTML report and the
+// SVG chart, and checks that every row is there with sane numbers and
+// every target was checked.
+func TestBenchRPC(t *testing.T) {
+	defer noBenchLeftovers(t)
+	dir := t.TempDir()
+	report, svg := filepath.Join(dir, "rpc.html"), filepath.Join(dir, "rpc.svg")
+	code, out, errOut := run(t, 90*time.Second, "bench", "rpc", "--duration", "50ms", "--json",
+		"--report", report, "--svg", svg)
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	top := decodeExact(t, []byte(out), "machine", "settings", "results", "targets")
+	var results []bench.RPCResult
+	unmarshal(t, top["results"], &results)
+	var got, want []string
+	for _, sys := range bench.RPCSystems {
+		for _, size := range bench.RPCSizes {
+			callers := bench.RPCCallers
+			if strings.HasPrefix(sys, "conn-") {
+				callers = []int{1}
+			}
+			for _, c := range callers {
+				want = append(want, fmt.Sprintf("%s/%d/unary/%d", sys, size, c))
+			}
+			want = append(want, fmt.Sprintf("%s/%d/stream/0", sys, size))
+		}
+	}
+	for _, r := range results {
+		name := fmt.Sprintf("%s/%d/%s/%d", r.System, r.Size, r.Kind, r.Callers)
+		got = append(got, name)
+		switch {
+		case r.Error != "":
+			t.Errorf("%s failed: %s", name, r.Error)
+		case r.Kind == bench.KindStream && r.System == bench.NetRPCUnix:
+			if r.Skipped == "" {
+				t.Errorf("%s: net/rpc has no streams, want skipped", name)
+			}
+		case r.Skipped != "":
+			t.Errorf("%s skipped: %s", name, r.Skipped)
+		case r.Kind == bench.KindStream:
+			if r.MsgsPerS <= 0 || r.Messages <= 0 {
+				t.Errorf("%s: %v msg/s of %d messages", name, r.MsgsPerS, r.Messages)
+			}
+		case !(0 < r.P50 && r.P50 <= r.P99) || r.CallsPerS <= 0 || r.Calls <= 0:
+			t.Errorf("%s: p50 %d, p99 %d, %v calls/s of %d", name, r.P50, r.P99, r.CallsPerS, r.Calls)
+		case r.Callers == 1 && !strings.HasPrefix(r.System, "conn-") && r.P50Ratio <= 0:
+			t.Errorf("%s: p50 ratio to conn %v", name, r.P50Ratio)
+		case r.Callers == 1 && !strings.HasPrefix(r.System, "rpc-") && !strings.HasPrefix(r.System, "conn-") && r.ClientAllocs <= 0:
+			t.Errorf("%s: %v allocations per call", name, r.ClientAllocs) // grpc-go and net/rpc allocate
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("results\n%v\nwant\n%v", got, want)
+	}
+	var targets []bench.Target
+	unmarshal(t, top["targets"], &targets)
+	if len(targets) != 5 {
+		t.Errorf("%d targets, want 5", len(targets))
+	}
+	for _, tg := range targets {
+		measured := tg.Value > 0 || strings.Contains(tg.Name, "allocations") // rpc may allocate nothing
+		if tg.Status != bench.Pass && tg.Status != bench.Miss || !measured || tg.Detail == "" {
+			t.Errorf("target %q: %s %v (%s), want PASS or MISS with a measured value", tg.Name, tg.Status, tg.Value, tg.Detail)
+		}
+	}
+	if !strings.Contains(errOut, "[1/14] conn-shm 64 B unary, 1 caller...") ||
+		!strings.Contains(errOut, "[14/14] netrpc-unix 4096 B stream...") {
+		t.Errorf("no progress on stderr: %q", errOut)
+	}
+	// The saved JSON shows again as the table, without measuring.
+	saved := filepath.Join(dir, "rpc.json")
+	if err := os.WriteFile(saved, []byte(out), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, table, _ := run(t, 10*time.Second, "bench", "rpc", "--from", saved, "--svg", svg)
+	if code != 0 {
+		t.Fatalf("--from: exit %d", code)
+	}
+	for _, want := range []string{"UNARY", "SERVER STREAM", "rpc-shm        64 B   8 ", "netrpc-unix    4 KiB  64 ", "targets:"} {
+		if !strings.Contains(table, want) {
+			t.Errorf("--from: the table lacks %q", want)
+		}
+	}
+	if code, _, _ := run(t, 10*time.Second, "bench", "rpc", "--from", report); code != exitFailure {
+		t.Errorf("--from an HTML file: exit %d, want %d", code, exitFailure)
+	}
+	for path, prefix := range map[string]string{report: "<!DOCTYPE html>", svg: "<svg "} {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(string(b), prefix) || !strings.Contains(string(b), "rpc-shm") ||
+			!strings.Contains(string(b), "grpc-unix") {
+			t.Errorf("%s: %.80q..., want %q with the systems", path, b, prefix)
+		}
+	}
+}
+
+func TestBenchRPCUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{"bench", "rpc", "--systems", "carrier-pigeon"},
+		{"bench", "rpc", "--sizes", "8"},
+		{"bench", "rpc", "--callers", "0"},
+		{"bench", "rpc", "--duration", "1ns"},
+		{"bench", "rpc", "--cpus", "0,0"},
+		{"bench", "rpc", "extra"},
+	} {
+		if code, _, _ := run(t, 10*time.Second, args...); code != exitUsage {
+			t.Errorf("ipc %v: exit %d, want %d", args, code, exitUsage)
+		}
+	}
+}

@@ -8,6 +8,8 @@
 //	ipc shm rm NAME...                            remove segments
 //	ipc bench [--transports L] [--sizes L] [--json] [--report F.html]
 //	                                              latency and throughput of every transport
+//	ipc bench rpc [--systems L] [--callers L] [--json] [--svg F.svg]
+//	                                              rpc unary calls and streams against grpc-go, net/rpc, raw
 package main
 
 import (

@@ -169,9 +169,14 @@ func (rep *Report) Find(transport string, size int) *Result {
 
 // Failed returns the results that failed (not those skipped).
 func (rep *Report) Failed() []Result {
-	var f []Result
-	for _, r := range rep.Results {
-		if r.Error != "" {
+	return failed(rep.Results, func(r Result) string { return r.Error })
+}
+
+// failed returns the results whose error is not empty.
+func failed[R any](results []R, errOf func(R) string) []R {
+	var f []R
+	for _, r := range results {
+		if errOf(r) != "" {
 			f = append(f, r)
 		}
 	}

@@ -35,4 +35,12 @@
 // with the runtime's poller (epoll): on a registered pipe every write pays
 // the poller's wake-up callback, a third of the 64 B message rate on the
 // machine this was measured on.
+//
+// RunRPC runs `ipc bench rpc`: package rpc's unary calls and server
+// streams (grpc.testing.TestService, protobuf payloads) over shm and unix,
+// next to grpc-go over a Unix socket and over ipc shm byte streams, net/rpc
+// over a Unix socket and the raw ipc.Conn round trip, in the same run. For
+// each system and payload size a driver (the client, with 1, 8 and 64
+// concurrent callers on one connection) starts its server process, pinned
+// as the transport measurements are; the server stops when its stdin ends.
 package bench

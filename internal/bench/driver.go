@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
 	"strconv"
 	"strings"
@@ -54,23 +55,39 @@ func runDriver(m *measurement, r *Result) {
 	if len(m.opts.CPUs) == 2 {
 		args = append(args, "--cpu", strconv.Itoa(m.opts.CPUs[0]), "--peer-cpu", strconv.Itoa(m.opts.CPUs[1]))
 	}
-	cmd, err := m.opts.Command(args...)
-	if err != nil {
+	var out driverOut
+	if err := runChild(m.ctx, m.opts.Command, args, limit, m.progress, &out); err != nil {
 		r.Error = err.Error()
 		return
+	}
+	if out.Transport != m.name || out.Size != m.size {
+		r.Error = fmt.Sprintf("driver: result of %s %d B, want %s %d B", out.Transport, out.Size, m.name, m.size)
+		return
+	}
+	*r = out.Result
+	r.transient = out.Transient
+}
+
+// runChild runs a driver process (command with args), hands the progress
+// lines of its stderr to progress and decodes the JSON it prints on stdout
+// into out. The process is told to stop (SIGINT) when ctx ends, and killed
+// driverGrace later, or when it outlives limit+driverGrace.
+func runChild(ctx context.Context, command func(args ...string) (*exec.Cmd, error), args []string,
+	limit time.Duration, progress func(string), out any) error {
+	cmd, err := command(args...)
+	if err != nil {
+		return err
 	}
 	var stdout bytes.Buffer
 	errOut := &capWriter{max: 4 << 10}
 	cmd.Stdout = &stdout
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
-		r.Error = err.Error()
-		return
+		return err
 	}
 	cmd.SysProcAttr = peerAttr()
 	if err := cmd.Start(); err != nil {
-		r.Error = fmt.Sprintf("start driver: %v", err)
-		return
+		return fmt.Errorf("start driver: %w", err)
 	}
 	lines := make(chan struct{})
 	go func() {
@@ -78,7 +95,7 @@ func runDriver(m *measurement, r *Result) {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			if p, ok := strings.CutPrefix(sc.Text(), phasePrefix); ok {
-				m.progress(p)
+				progress(p)
 			} else {
 				fmt.Fprintln(errOut, sc.Text())
 			}
@@ -88,7 +105,7 @@ func runDriver(m *measurement, r *Result) {
 	done := make(chan struct{})
 	go func() {
 		select {
-		case <-m.ctx.Done():
+		case <-ctx.Done():
 			_ = cmd.Process.Signal(os.Interrupt) // it stops its peer and removes its files
 		case <-done:
 			return
@@ -105,8 +122,7 @@ func runDriver(m *measurement, r *Result) {
 	watchdog.Stop()
 	close(done)
 
-	var out driverOut
-	if jerr := json.Unmarshal(stdout.Bytes(), &out); jerr != nil || out.Transport != m.name || out.Size != m.size {
+	if jerr := json.Unmarshal(stdout.Bytes(), out); jerr != nil {
 		msg := "driver: no result"
 		if werr != nil {
 			msg = "driver: " + werr.Error()
@@ -114,11 +130,9 @@ func runDriver(m *measurement, r *Result) {
 		if s := strings.TrimSpace(errOut.String()); s != "" {
 			msg += "; " + s
 		}
-		r.Error = msg
-		return
+		return errors.New(msg)
 	}
-	*r = out.Result
-	r.transient = out.Transient
+	return nil
 }
 
 // driverMain is the body of a driver process: it makes one measurement

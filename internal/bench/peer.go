@@ -34,7 +34,8 @@ type peerArgs struct {
 	dir           string
 	seq           int
 	owner         int
-	peerCPU       int // the CPU of the driver's peer, or -1
+	peerCPU       int    // the CPU of the driver's peer, or -1
+	callers       string // rpc driver: the numbers of concurrent callers, comma-separated
 }
 
 // RunPeer is the body of a peer process. It returns the exit code; errors
@@ -51,13 +52,14 @@ func RunPeer(args []string, stderr io.Writer) int {
 	fs.StringVar(&a.addr2, "addr2", "", "second address")
 	fs.IntVar(&a.mem, "mem", 0, "size of the shared mapping")
 	fs.IntVar(&a.cpu, "cpu", -1, "run on this CPU only")
-	fs.StringVar(&a.role, "role", "", `"driver": make one measurement as its measuring end`)
+	fs.StringVar(&a.role, "role", "", `"driver": make one measurement as its measuring end; "rpc-driver", "rpc-server": the two ends of an rpc measurement`)
 	fs.DurationVar(&a.duration, "duration", time.Second, "driver: measurement duration")
 	fs.IntVar(&a.maxRoundTrips, "max-round-trips", 1_000_000, "driver: most round trips")
 	fs.StringVar(&a.dir, "dir", "", "driver: directory for files")
 	fs.IntVar(&a.seq, "seq", 0, "driver: measurement number")
 	fs.IntVar(&a.owner, "owner", 0, "driver: pid that names queues")
 	fs.IntVar(&a.peerCPU, "peer-cpu", -1, "driver: the peer's CPU")
+	fs.StringVar(&a.callers, "callers", "1", "rpc driver: numbers of concurrent callers")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -76,8 +78,17 @@ func RunPeer(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%s %s: time limit %v reached\n", PeerCommand, a.transport, a.limit)
 		os.Exit(3)
 	})
-	if a.role == driverRole {
+	switch a.role {
+	case driverRole:
 		return driverMain(a, os.Stdout, stderr)
+	case rpcDriverRole:
+		return rpcDriverMain(a, os.Stdout, stderr)
+	case rpcServerRole:
+		if err := rpcServerMain(a, os.Stdout); err != nil {
+			fmt.Fprintf(stderr, "%s %s server (pid %d): %v\n", PeerCommand, a.transport, os.Getpid(), err)
+			return 1
+		}
+		return 0
 	}
 	if err := runPeer(a); err != nil {
 		if isSkip(err) {

@@ -16,39 +16,7 @@ import (
 func WriteHTML(w io.Writer, rep *Report, generated time.Time) error {
 	var b strings.Builder
 	e := html.EscapeString
-	b.WriteString(`<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>ipc bench</title>
-<style>
-body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2em auto; max-width: 1400px; padding: 0 1em; color: #222; }
-h1 { font-size: 1.6em; margin-bottom: .2em; }
-h2 { font-size: 1.25em; margin-top: 2em; border-bottom: 1px solid #ddd; padding-bottom: .2em; }
-.meta { color: #555; margin: .2em 0; }
-table { border-collapse: collapse; font-size: .9em; margin: 1em 0; }
-th, td { padding: .25em .7em; border-bottom: 1px solid #eee; text-align: right; white-space: nowrap; }
-th { background: #f4f4f4; }
-td.l, th.l { text-align: left; white-space: normal; }
-tr.raw td { color: #666; }
-.PASS { color: #16794a; font-weight: bold; }
-.MISS { color: #b3261e; font-weight: bold; }
-.NA { color: #777; font-weight: bold; }
-.charts { display: flex; flex-wrap: wrap; gap: 1.5em; }
-svg text { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
-.note { color: #555; font-size: .9em; }
-</style>
-</head>
-<body>
-`)
-	fmt.Fprintf(&b, "<h1>ipc bench</h1>\n<p class=\"meta\">Machine: %s</p>\n", e(rep.Machine.MachineLine()))
-	if l := rep.Machine.LoadLine(); l != "" {
-		fmt.Fprintf(&b, "<p class=\"meta\">%s</p>\n", e(strings.ToUpper(l[:1])+l[1:]))
-	}
-	if busy := rep.Machine.Busy(); busy != "" {
-		fmt.Fprintf(&b, "<p class=\"MISS\">%s.</p>\n", e(busy))
-	}
+	htmlHead(&b, "ipc bench", rep.Machine)
 	fmt.Fprintf(&b, "<p class=\"meta\">%s; GOMAXPROCS %d; generated %s.</p>\n",
 		e(strings.ToUpper(rep.Settings.SettingsLine()[:1])+rep.Settings.SettingsLine()[1:]),
 		rep.Machine.GOMAXPROCS, e(generated.Format(time.RFC3339)))
@@ -58,18 +26,7 @@ parent counts what arrives. Rows named raw-… are baselines: plain blocking rea
 descriptor, without framing (raw-shmspin: spinning on a shared page, and a spinning ring).</p>
 `)
 
-	if len(rep.Targets) > 0 {
-		b.WriteString("<h2>Targets</h2>\n<table>\n<tr><th class=\"l\">status</th><th class=\"l\">target</th><th class=\"l\">measured</th></tr>\n")
-		for _, t := range rep.Targets {
-			cls := t.Status
-			if cls == NA {
-				cls = "NA"
-			}
-			fmt.Fprintf(&b, "<tr><td class=\"l %s\">%s</td><td class=\"l\">%s</td><td class=\"l\">%s</td></tr>\n",
-				cls, e(t.Status), e(t.Name), e(t.Detail))
-		}
-		b.WriteString("</table>\n")
-	}
+	htmlTargets(&b, rep.Targets)
 
 	for _, size := range rep.Settings.Sizes {
 		var rows []Result
@@ -82,8 +39,9 @@ descriptor, without framing (raw-shmspin: spinning on a shared page, and a spinn
 			continue
 		}
 		fmt.Fprintf(&b, "<h2>%s messages</h2>\n<div class=\"charts\">\n", e(sizeLabel(size)))
-		b.WriteString(rttChart(rows, size))
-		b.WriteString(tputChart(rows, size))
+		b.WriteString(rttChart(rows, fmt.Sprintf("Round trip, %s (log scale): p50 and p99", sizeLabel(size))))
+		b.WriteString(rateChart(rows, fmt.Sprintf("One-way throughput, %s (log scale): messages/s", sizeLabel(size)),
+			"msg/s", "framed transport"))
 		b.WriteString("</div>\n")
 	}
 
@@ -110,6 +68,65 @@ descriptor, without framing (raw-shmspin: spinning on a shared page, and a spinn
 	_, err := io.WriteString(w, b.String())
 	return err
 }
+
+// htmlHead writes the start of a report page up to the machine and its
+// load.
+func htmlHead(b *strings.Builder, title string, m Machine) {
+	e := html.EscapeString
+	b.WriteString(strings.Replace(pageHead, "<title>ipc bench</title>", "<title>"+e(title)+"</title>", 1))
+	fmt.Fprintf(b, "<h1>%s</h1>\n<p class=\"meta\">Machine: %s</p>\n", e(title), e(m.MachineLine()))
+	if l := m.LoadLine(); l != "" {
+		fmt.Fprintf(b, "<p class=\"meta\">%s</p>\n", e(strings.ToUpper(l[:1])+l[1:]))
+	}
+	if busy := m.Busy(); busy != "" {
+		fmt.Fprintf(b, "<p class=\"MISS\">%s.</p>\n", e(busy))
+	}
+}
+
+// htmlTargets writes the table of targets, if any.
+func htmlTargets(b *strings.Builder, targets []Target) {
+	e := html.EscapeString
+	if len(targets) > 0 {
+		b.WriteString("<h2>Targets</h2>\n<table>\n<tr><th class=\"l\">status</th><th class=\"l\">target</th><th class=\"l\">measured</th></tr>\n")
+		for _, t := range targets {
+			cls := t.Status
+			if cls == NA {
+				cls = "NA"
+			}
+			fmt.Fprintf(b, "<tr><td class=\"l %s\">%s</td><td class=\"l\">%s</td><td class=\"l\">%s</td></tr>\n",
+				cls, e(t.Status), e(t.Name), e(t.Detail))
+		}
+		b.WriteString("</table>\n")
+	}
+}
+
+// pageHead is the start of every report page.
+const pageHead = `<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>ipc bench</title>
+<style>
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2em auto; max-width: 1400px; padding: 0 1em; color: #222; }
+h1 { font-size: 1.6em; margin-bottom: .2em; }
+h2 { font-size: 1.25em; margin-top: 2em; border-bottom: 1px solid #ddd; padding-bottom: .2em; }
+.meta { color: #555; margin: .2em 0; }
+table { border-collapse: collapse; font-size: .9em; margin: 1em 0; }
+th, td { padding: .25em .7em; border-bottom: 1px solid #eee; text-align: right; white-space: nowrap; }
+th { background: #f4f4f4; }
+td.l, th.l { text-align: left; white-space: normal; }
+tr.raw td { color: #666; }
+.PASS { color: #16794a; font-weight: bold; }
+.MISS { color: #b3261e; font-weight: bold; }
+.NA { color: #777; font-weight: bold; }
+.charts { display: flex; flex-wrap: wrap; gap: 1.5em; }
+svg text { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
+.note { color: #555; font-size: .9em; }
+</style>
+</head>
+<body>
+`
 
 // Chart geometry, in SVG user units.
 const (
@@ -189,7 +206,8 @@ func notMeasured(b *strings.Builder, r Result, y int) bool {
 	return true
 }
 
-func rttChart(rows []Result, size int) string {
+// rttChart draws the p50 and p99 round trips of rows.
+func rttChart(rows []Result, title string) string {
 	var vals []float64
 	for _, r := range rows {
 		if r.OK() {
@@ -198,8 +216,7 @@ func rttChart(rows []Result, size int) string {
 	}
 	a := newLogAxis(vals)
 	var b strings.Builder
-	a.frame(&b, fmt.Sprintf("Round trip, %s (log scale): p50 and p99", sizeLabel(size)), len(rows),
-		decadeNs)
+	a.frame(&b, title, len(rows), decadeNs)
 	for i, r := range rows {
 		y := chartTop + i*rowH
 		rowLabel(&b, r, y)
@@ -219,12 +236,14 @@ func rttChart(rows []Result, size int) string {
 		fmt.Fprintf(&b, "<text x=\"%.1f\" y=\"%d\" font-size=\"11\" fill=\"#555\">%s</text>\n", x99+4, y+24, html.EscapeString(ns(r.RTTP99)))
 	}
 	bottom := chartTop + len(rows)*rowH
-	legend(&b, bottom+30, [][2]string{{"#2f6fb5", "p50"}, {"#9cc0e8", "p99"}, {"#6b7785", "raw baseline p50"}})
+	legend(&b, bottom+30, [][2]string{{"#2f6fb5", "p50"}, {"#9cc0e8", "p99"}, {"#6b7785", "baseline p50"}})
 	b.WriteString("</svg>\n")
 	return b.String()
 }
 
-func tputChart(rows []Result, size int) string {
+// rateChart draws the MsgsPerS of rows, in unit, with their BytesPerS
+// where not 0; label names the rows that are not baselines in the legend.
+func rateChart(rows []Result, title, unit, label string) string {
 	var vals []float64
 	for _, r := range rows {
 		if r.OK() {
@@ -233,8 +252,7 @@ func tputChart(rows []Result, size int) string {
 	}
 	a := newLogAxis(vals)
 	var b strings.Builder
-	a.frame(&b, fmt.Sprintf("One-way throughput, %s (log scale): messages/s", sizeLabel(size)), len(rows),
-		decadeRate)
+	a.frame(&b, title, len(rows), decadeRate)
 	for i, r := range rows {
 		y := chartTop + i*rowH
 		rowLabel(&b, r, y)
@@ -246,13 +264,16 @@ func tputChart(rows []Result, size int) string {
 			fill = "#6b7785"
 		}
 		x := a.x(r.MsgsPerS)
-		fmt.Fprintf(&b, "<rect x=\"%d\" y=\"%d\" width=\"%.1f\" height=\"18\" fill=\"%s\"><title>%s %s msg/s, %s</title></rect>\n",
-			labelW, y+6, max(x-labelW, 1), fill, html.EscapeString(r.Transport), rate(r.MsgsPerS), bytesRate(r.BytesPerS))
-		fmt.Fprintf(&b, "<text x=\"%.1f\" y=\"%d\" font-size=\"11\">%s msg/s · %s</text>\n", x+4, y+19,
-			html.EscapeString(rate(r.MsgsPerS)), html.EscapeString(bytesRate(r.BytesPerS)))
+		text := rate(r.MsgsPerS) + " " + unit
+		if r.BytesPerS > 0 {
+			text += " · " + bytesRate(r.BytesPerS)
+		}
+		fmt.Fprintf(&b, "<rect x=\"%d\" y=\"%d\" width=\"%.1f\" height=\"18\" fill=\"%s\"><title>%s %s</title></rect>\n",
+			labelW, y+6, max(x-labelW, 1), fill, html.EscapeString(r.Transport), html.EscapeString(text))
+		fmt.Fprintf(&b, "<text x=\"%.1f\" y=\"%d\" font-size=\"11\">%s</text>\n", x+4, y+19, html.EscapeString(text))
 	}
 	bottom := chartTop + len(rows)*rowH
-	legend(&b, bottom+30, [][2]string{{"#3a8f5c", "framed transport"}, {"#6b7785", "raw baseline"}})
+	legend(&b, bottom+30, [][2]string{{"#3a8f5c", label}, {"#6b7785", "baseline"}})
 	b.WriteString("</svg>\n")
 	return b.String()
 }

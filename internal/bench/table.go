@@ -115,14 +115,7 @@ func ratio(x float64) string {
 
 // WriteTable writes rep as a table for people, with the targets below it.
 func WriteTable(w io.Writer, rep *Report) error {
-	fmt.Fprintf(w, "machine: %s\n", rep.Machine.MachineLine())
-	if l := rep.Machine.LoadLine(); l != "" {
-		fmt.Fprintf(w, "%s\n", l)
-	}
-	if b := rep.Machine.Busy(); b != "" {
-		fmt.Fprintf(w, "%s\n", b)
-	}
-	fmt.Fprintf(w, "%s\n\n", rep.Settings.SettingsLine())
+	writeMachine(w, rep.Machine, rep.Settings.SettingsLine())
 	var tb strings.Builder
 	tw := tabwriter.NewWriter(&tb, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "TRANSPORT\tSIZE\tRTT P50\tRTT P99\tRTT P99.9\tMSG/S\tBYTES/S\tP50 VS RAW\tMSG/S VS RAW")
@@ -167,15 +160,31 @@ func WriteTable(w io.Writer, rep *Report) error {
 		}
 	}
 	fmt.Fprintln(w, "\nP50 VS RAW: framed p50 / raw p50 (lower is better); MSG/S VS RAW: framed / raw msg/s (higher is better).")
-	if len(rep.Targets) > 0 {
-		fmt.Fprintln(w, "\ntargets:")
-		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		for _, t := range rep.Targets {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\n", t.Status, t.Name, t.Detail)
-		}
-		if err := tw.Flush(); err != nil {
-			return err
-		}
+	return writeTargets(w, rep.Targets)
+}
+
+// writeMachine writes the lines on the machine, its load and the settings
+// that start a table.
+func writeMachine(w io.Writer, m Machine, settings string) {
+	fmt.Fprintf(w, "machine: %s\n", m.MachineLine())
+	if l := m.LoadLine(); l != "" {
+		fmt.Fprintf(w, "%s\n", l)
 	}
-	return nil
+	if b := m.Busy(); b != "" {
+		fmt.Fprintf(w, "%s\n", b)
+	}
+	fmt.Fprintf(w, "%s\n\n", settings)
+}
+
+// writeTargets writes the targets, if any, below a table.
+func writeTargets(w io.Writer, targets []Target) error {
+	if len(targets) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w, "\ntargets:")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, t := range targets {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", t.Status, t.Name, t.Detail)
+	}
+	return tw.Flush()
 }

@@ -3,7 +3,11 @@ package mq
 import (
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/ipcgo/ipc/internal/ipctest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// peers are the bodies this test binary runs as when re-executed as a
+// peer process (ipctest.StartPeer); test files add theirs in init.
+var peers = ipctest.Peers{}
+
+func TestMain(m *testing.M) { ipctest.Main(m, peers) }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"slices"
 	"sort"
 	"strconv"
@@ -134,7 +135,12 @@ type jsBackend struct {
 
 // openJetStream opens the JetStream backend on the NATS server(s) at url.
 func openJetStream(ctx context.Context, url string, c Config) (backend, error) {
-	opts := []nats.Option{nats.Name(c.Name)}
+	name := c.Name
+	if name == "" {
+		host, _ := os.Hostname()
+		name = "mq " + host + "/" + strconv.Itoa(os.Getpid())
+	}
+	opts := []nats.Option{nats.Name(name)}
 	if dl, ok := ctx.Deadline(); ok {
 		opts = append(opts, nats.Timeout(time.Until(dl)))
 	}
@@ -170,7 +176,7 @@ func openJetStream(ctx context.Context, url string, c Config) (backend, error) {
 		r.nc.Close()
 		return nil, jsErr(err)
 	}
-	return &jsBackend{nc: r.nc, js: js, name: c.Name}, nil
+	return &jsBackend{nc: r.nc, js: js, name: name}, nil
 }
 
 func (b *jsBackend) close() error {

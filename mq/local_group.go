@@ -260,7 +260,9 @@ func (s *lstream) writeEvents(g *lgroup, evs ...event) error {
 		_ = g.f.Truncate(g.off)
 		return fmt.Errorf("append to %s: %w", g.path, err)
 	}
-	hook("event-written")
+	if localHook != nil {
+		hook("event-written-" + string(evs[0].Type))
+	}
 	g.off += int64(len(buf))
 	s.seenJ = s.jgen.Add(1)
 	for _, e := range evs {

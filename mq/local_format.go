@@ -332,3 +332,5 @@ func readJSONFile(path string, kind uint32, v any) (fileHeader, error) {
 	_, err = decodeJSONRecord(b, path, v)
 	return h, err
 }
+
+func crcOf(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }

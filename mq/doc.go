@@ -92,7 +92,8 @@
 //   - Each process keeps an index of every stored message in memory
 //     (about 50 bytes per message) and reads a stream's whole log and
 //     journals when it first uses the stream. A group's journal grows with
-//     every delivery and ack and is not compacted yet.
+//     every delivery and ack until it passes 4 MiB and is mostly settled
+//     history; it is then rewritten as the events of its present state.
 //   - Priority and per-key ordering are applied within a group's window:
 //     the next 512 unsettled messages of the group in sequence order. A
 //     higher band published behind more than 512 unsettled lower-band

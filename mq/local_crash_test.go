@@ -21,6 +21,7 @@ func TestLocalCrashSteps(t *testing.T) {
 		// redelivered: seq 3 was held by the killed consumer and is
 		// delivered again; settled: the killed consumer acked seq 3.
 		redelivered, settled bool
+		msgs                 int // published before the peer starts; 5 if 0
 	}
 	cases := []tc{
 		{step: "append-torn", op: "publish", cfg: StreamConfig{Sync: SyncNone}},
@@ -31,6 +32,7 @@ func TestLocalCrashSteps(t *testing.T) {
 		{step: "event-written-d", op: "consume", redelivered: true},
 		{step: "ack", op: "consume", redelivered: true},
 		{step: "event-written-a", op: "consume", settled: true},
+		{step: "compact", op: "consume", msgs: 60},
 	}
 	for _, c := range cases {
 		t.Run(c.step, func(t *testing.T) {
@@ -40,7 +42,10 @@ func TestLocalCrashSteps(t *testing.T) {
 			mustStream(t, q, c.cfg)
 			cons := mustGroup(t, q, "s", GroupConfig{Name: "g", AckWait: time.Minute})
 			acked := map[uint64]string{}
-			for i := range 5 {
+			if c.msgs == 0 {
+				c.msgs = 5
+			}
+			for i := range c.msgs {
 				pa := mustPub(t, q, "s", fmt.Sprint("acked-", i), nil)
 				acked[pa.Seq] = fmt.Sprint("acked-", i)
 			}
@@ -53,7 +58,17 @@ func TestLocalCrashSteps(t *testing.T) {
 				}
 			}
 			p := ipctest.StartPeer(t, "park", addr, c.step, c.op, "s", "g")
-			p.Expect(t, "parked", 30*time.Second)
+			for {
+				l := p.Line(t, 30*time.Second)
+				if l == "parked" {
+					break
+				}
+				var seq uint64
+				if _, err := fmt.Sscanf(l, "acked %d", &seq); err != nil {
+					t.Fatalf("peer said %q", l)
+				}
+				settled[seq] = true
+			}
 			p.Kill()
 			<-p.Done()
 			pa := mustPub(t, q, "s", "after", nil) // the killed holder's lock is taken over

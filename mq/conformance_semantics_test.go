@@ -528,9 +528,6 @@ func semOrderedInOrder(t *testing.T, env *conformanceEnv) {
 }
 
 func semOrderedParallel(t *testing.T, env *conformanceEnv) {
-	if env.Q.Backend() == "nats" {
-		t.Skip("JetStream backend: OrderedByKey serialises the whole group (MaxAckPending 1), other keys wait (see package doc)")
-	}
 	q := env.Q
 	semStream(t, q, StreamConfig{Name: "S"})
 	c1 := semGroup(t, q, "S", GroupConfig{Name: "g", OrderedByKey: true})

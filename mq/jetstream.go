@@ -218,6 +218,9 @@ func (b *jsBackend) createStream(ctx context.Context, c StreamConfig) (StreamInf
 	if c.Retention == WorkQueuePolicy {
 		cfg.Retention = jetstream.InterestPolicy
 	}
+	if c.MaxAge > 0 && cfg.Duplicates > c.MaxAge {
+		cfg.Duplicates = c.MaxAge // JetStream's window may not outlast the messages
+	}
 	s, err := b.js.CreateStream(ctx, cfg)
 	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 		var have StreamConfig
@@ -616,6 +619,7 @@ func (b *jsBackend) consumer(ctx context.Context, stream, group string) (consume
 	}
 	jc := &jsConsumer{b: b, s: s, stream: stream, cfg: c, wake: make(chan struct{}, 1), closing: make(chan struct{})}
 	jc.cond = sync.NewCond(&jc.mu)
+	jc.held = map[*jsSettler]struct{}{}
 	for _, bc := range groupConsumers(stream, c) {
 		cons, err := s.Consumer(ctx, bc.name)
 		if err != nil {
@@ -658,9 +662,10 @@ type jsConsumer struct {
 	subs   []*nats.Subscription
 
 	mu       sync.Mutex
-	cond     *sync.Cond // signalled when a pull request ends
-	out      int        // pull requests out
-	buf      []jsPulled // pulled while waiting, not yet handed out
+	cond     *sync.Cond              // signalled when a pull request ends
+	out      int                     // pull requests out
+	buf      []jsPulled              // pulled while waiting, not yet handed out
+	held     map[*jsSettler]struct{} // handed out, not settled
 	wake     chan struct{}
 	closing  chan struct{}
 	isClosed bool
@@ -812,10 +817,16 @@ func (c *jsConsumer) deliveries(ctx context.Context, msgs []jsPulled) []*Deliver
 		}
 		sm := storedMessage(c.stream, md.Sequence.Stream, m.Subject(), m.Headers(), m.Data(), md.Timestamp)
 		d := &Delivery{StoredMessage: sm, Attempt: int(md.NumDelivered), Deadline: p.at.Add(c.cfg.AckWait)}
-		d.s = &jsSettler{c: c, m: m, h: m.Headers()}
+		st := &jsSettler{c: c, m: m, h: m.Headers()}
+		d.s = st
+		c.mu.Lock()
+		if c.held != nil {
+			c.held[st] = struct{}{}
+		}
+		c.mu.Unlock()
 		if c.cfg.MaxDeliver > 0 && d.Attempt > c.cfg.MaxDeliver {
 			d.Attempt = c.cfg.MaxDeliver
-			_ = d.s.(*jsSettler).deadLetter(ctx, d, "max-deliver")
+			_ = st.deadLetter(ctx, d, "max-deliver")
 			continue
 		}
 		out = append(out, d)
@@ -845,13 +856,20 @@ func (c *jsConsumer) close() error {
 		}
 	}
 	c.waitPulls()
-	// Messages pulled and never handed out go back at once.
+	// Messages pulled and never handed out, and deliveries handed out
+	// and not settled, go back at once.
 	c.mu.Lock()
-	buf := c.buf
-	c.buf = nil
+	buf, held := c.buf, c.held
+	c.buf, c.held = nil, nil
 	c.mu.Unlock()
 	for _, p := range buf {
-		_ = p.m.Nak()
+		_ = c.b.nc.Publish(p.m.Reply(), []byte("-NAK"))
+	}
+	for st := range held {
+		_ = c.b.nc.Publish(st.m.Reply(), []byte("-NAK"))
+	}
+	if len(buf)+len(held) > 0 {
+		_ = c.b.nc.FlushTimeout(5 * time.Second)
 	}
 	return errors.Join(errs...)
 }
@@ -903,6 +921,12 @@ type jsSettler struct {
 }
 
 func (s *jsSettler) reply(ctx context.Context, d *Delivery, body string) error {
+	s.c.mu.Lock()
+	_, held := s.c.held[s]
+	s.c.mu.Unlock()
+	if !held {
+		return fmt.Errorf("%w: the consumer was closed, the delivery handed back", net.ErrClosed)
+	}
 	if time.Now().After(d.Deadline) {
 		return fmt.Errorf("%w: AckWait ran out at %s", ErrDeliveryLost, d.Deadline.Format(time.RFC3339Nano))
 	}
@@ -912,6 +936,11 @@ func (s *jsSettler) reply(ctx context.Context, d *Delivery, body string) error {
 		defer cancel()
 	}
 	_, err := s.c.b.nc.RequestWithContext(ctx, s.m.Reply(), []byte(body))
+	if err == nil && body != "+WPI" {
+		s.c.mu.Lock()
+		delete(s.c.held, s)
+		s.c.mu.Unlock()
+	}
 	return jsErr(err)
 }
 

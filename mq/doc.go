@@ -111,4 +111,103 @@
 //     by the next Open, since the files hold the whole state.
 //   - A damaged length field that makes a record reach past the end of the
 //     file looks like a torn tail: the records after it are cut.
+//
+// # JetStream backend
+//
+// Open(ctx, "nats://host:4222[,nats://host2:4222...]", cfg) speaks to a
+// NATS server or cluster with JetStream through nats.go's jetstream
+// package; Config.NATSOptions are added to the connection's options
+// (credentials, TLS, reconnects). A server without JetStream is
+// ErrUnsupported. The mapping, so that other NATS clients can use the
+// same streams:
+//
+//   - Stream S is the JetStream stream "MQ_S" (file storage, subjects
+//     "mq.S.>", direct get on). A message of band b is stored on subject
+//     "mq.S.p<b>.m"; its Key in the header Mq-Key, its ID as Nats-Msg-Id
+//     (JetStream's deduplication, window DuplicateWindow, at most MaxAge).
+//     MaxAge, MaxBytes, MaxMsgs, MaxMsgSize and Replicas are JetStream's;
+//     SegmentBytes is ignored. The mq configuration is kept in the
+//     stream's metadata ("mq.cfg"), which CreateStream compares.
+//   - LimitsPolicy is JetStream's limits retention. WorkQueuePolicy is
+//     JetStream's interest retention (its workqueue retention allows one
+//     consumer per subject, not several groups): a message goes once every
+//     group has acked or terminated it. Unlike the local backend, a
+//     message published while the stream has no group is not kept.
+//   - Group G is a set of durable pull consumers: "G_p3" .. "G_p0", one
+//     per priority band (filter "mq.S.p<b>.>"), explicit acks, AckWait,
+//     MaxDeliver+1 (below), StartSeq as DeliverByStartSequence. A fetch
+//     takes from the highest band first. Consumers of several processes
+//     compete through the same durable consumers.
+//   - Backoff: JetStream's BackOff is the whole wait of each attempt, so
+//     mq gives it AckWait+Backoff[i]: a delivery that runs out of AckWait
+//     comes back Backoff[i] later, as on the local backend. A Nak without
+//     delay is a Nak with delay Backoff[attempt-1] (the last repeats), sent
+//     by mq; Nak(d) is JetStream's NakWithDelay(d); InProgress is +WPI.
+//     Every settle waits for the server's reply.
+//   - Delay and At are JetStream message schedules (nats-server 2.12 and
+//     later): the publish stores a schedule on "mq.S.s.<nuid>" that the
+//     server turns into the message on "mq.S.p<b>.m" when it is due. The
+//     PubAck's Seq is the schedule's; the message is delivered with a new
+//     sequence (Delivery.Seq differs from the PubAck), its Published time
+//     is when it became due, and NotBefore (header Mq-Not-Before) is kept.
+//     Read shows a pending schedule as a message with NotBefore set. On a
+//     WorkQueuePolicy stream the consumer "mq_schedules", never pulled,
+//     keeps schedules until they fire.
+//   - Dead letters: a Term, or a Nak of the last attempt, is published by
+//     mq to the dead-letter stream D on "mq.D.p<b>.d.S.G" with the
+//     Mq-Dead-* headers and Nats-Msg-Id "mq-dead.S.G.<seq>" (so that one
+//     dead letter published twice, by two consumers or by a consumer and
+//     an advisory, is stored once), then terminated. A delivery whose last
+//     attempt ran out of AckWait comes back once more (JetStream's
+//     MaxDeliver is one above mq's) to a fetching consumer of mq, which
+//     dead-letters it instead of handing it out. As a backstop every
+//     Consumer handle subscribes (one queue group per group) to
+//     $JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.MQ_S.* and
+//     ...MSG_TERMINATED.MQ_S.*: a message JetStream gave up on, or that
+//     another client terminated, is read back by sequence and
+//     dead-lettered the same way (if retention has not removed it yet).
+//     GroupInfo.DeadLettered counts the group's dead letters still in D.
+//   - Read is JetStream's message get (next by subject from seq), Replay's
+//     delete is JetStream's message delete.
+//   - GroupInfo comes from the consumers' ConsumerInfo, summed over bands:
+//     Pending (NumPending), InFlight (NumAckPending), AckFloor (the lowest
+//     band floor), OldestUnacked (the message after it). Redelivered is
+//     JetStream's NumRedelivered: the redelivered messages not yet
+//     settled, not a running total as on the local backend.
+//   - Errors: stream not found (and a publish no stream answers) is
+//     ErrStreamNotFound, consumer not found ErrGroupNotFound, a message
+//     above MaxMsgSize or the server's max_payload ErrTooLarge, a passed
+//     deadline context.DeadlineExceeded (a net.Error timeout).
+//
+// Where JetStream's semantics differ, and how mq states them:
+//
+//   - Durability is the server's, not the stream's: JetStream fsyncs per
+//     server (sync_interval). StreamConfig.Sync is kept in the metadata
+//     but does not change what the server does. SyncAlways holds when the
+//     server runs with sync_interval: always (natsserver.Config.SyncAlways);
+//     SyncEvery(d) with sync_interval d (natsserver.Config.SyncInterval;
+//     the default is 2 minutes); SyncNone has no equivalent (the server
+//     syncs at its interval anyway). A publish is acknowledged once the
+//     stream's leader stored it (and, with Replicas 3, a quorum of two), so
+//     with three replicas the loss of one server loses nothing
+//     acknowledged, whatever the interval.
+//   - A dead consumer is seen only when its AckWait runs out: the
+//     deliveries held by a process that died come back after AckWait (the
+//     local backend sees the death at once). A Consumer that is closed
+//     hands its held deliveries back at once (a Nak), which counts as an
+//     attempt. An Ack, Nak, Term or InProgress after the delivery's
+//     Deadline is refused with ErrDeliveryLost without reaching the server
+//     (it may have given the message to another consumer).
+//   - Waiting: JetStream cannot withdraw a pull request. A Fetch that finds
+//     nothing sends a waiting pull request of one message to every band
+//     and waits; when it returns, the other bands' requests stay out for
+//     at most 250 ms, and what they bring is kept, its AckWait running, for
+//     that handle's next Fetch (or handed back by Close).
+//   - OrderedByKey is bridged, not matched: JetStream has no per-key
+//     MaxAckPending, so such a group is one consumer "G_pa" over every
+//     band with MaxAckPending 1. One key's messages are delivered in order
+//     and one at a time, but so is everything else in the group: other
+//     keys wait, and priority bands are not applied (stream order).
+//   - Messages past MaxAge are removed by the server's expiry timer,
+//     which may run some hundreds of milliseconds late.
 package mq

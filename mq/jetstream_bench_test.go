@@ -102,7 +102,8 @@ func BenchmarkJetStreamConsumeAck(b *testing.B) {
 				<-js.PublishAsyncComplete()
 			}
 			b.Run("mq", func(b *testing.B) {
-				g := fmt.Sprintf("g%d", b.N)
+				jsBenchRuns++
+				g := fmt.Sprintf("g%d", jsBenchRuns)
 				if _, err := q.CreateGroup(ctx, "B", GroupConfig{Name: g, StartSeq: lastSeq(b, q) + 1}); err != nil {
 					b.Fatal(err)
 				}
@@ -128,7 +129,8 @@ func BenchmarkJetStreamConsumeAck(b *testing.B) {
 			})
 			b.Run("nats.go", func(b *testing.B) {
 				st, _ := js.Stream(ctx, "MQ_B")
-				name := fmt.Sprintf("raw%d", b.N)
+				jsBenchRuns++
+				name := fmt.Sprintf("raw%d", jsBenchRuns)
 				cons, err := st.CreateConsumer(ctx, jetstream.ConsumerConfig{Durable: name, AckPolicy: jetstream.AckExplicitPolicy,
 					DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: lastSeq(b, q) + 1})
 				if err != nil {
@@ -152,6 +154,10 @@ func BenchmarkJetStreamConsumeAck(b *testing.B) {
 		})
 	}
 }
+
+// jsBenchRuns names each run's group afresh (a benchmark body runs
+// several times, and with -count).
+var jsBenchRuns int
 
 func lastSeq(b *testing.B, q *Queue) uint64 {
 	si, err := q.StreamInfo(context.Background(), "B")

@@ -307,7 +307,8 @@ func (b *localBackend) stream(name string) (*lstream, error) {
 	}
 	s := &lstream{b: b, name: name, dir: filepath.Join(b.dir, "streams", name), pmu: pmu, smu: smu,
 		inc: w.Uint64(wInc), written: w.Uint64(wWritten), synced: w.Uint64(wSynced),
-		notify: w.Uint32(wNotify), waiters: w.Uint32(wWaiters), metaGen: w.Uint64(wMetaGen), jgen: w.Uint64(wJGen)}
+		notify: w.Uint32(wNotify), waiters: w.Uint32(wWaiters), metaGen: w.Uint64(wMetaGen), jgen: w.Uint64(wJGen),
+		pending: w.Uint32(wPending), syncGen: w.Uint32(wSyncGen)}
 	b.views[name] = s
 	return s, nil
 }
@@ -321,6 +322,8 @@ const (
 	wWaiters = 28 // consumers sleeping on wNotify
 	wMetaGen = 32 // bumped when a group is created or deleted
 	wJGen    = 40 // bumped on every journal append
+	wPending = 48 // publishers between wanting the lock and having written
+	wSyncGen = 52 // futex word: bumped after every fsync of the group commit
 )
 
 var errClosed = net.ErrClosed

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/ipcgo/ipc/internal/ipctest"
@@ -18,6 +20,58 @@ var peers = ipctest.Peers{
 	"consumer": peerConsumer,
 	"holder":   peerHolder,
 	"park":     peerPark,
+
+	"bench-producer": peerBenchProducer,
+	"bench-latency":  peerBenchLatency,
+}
+
+// bench-producer ADDR STREAM N: prints "ready", publishes N 64-byte
+// messages once it gets SIGUSR1, prints "done".
+func peerBenchProducer(args []string) int {
+	q, ctx, cancel, err := peerOpen(args[0])
+	if err != nil {
+		return ipctest.Fail("open: %v", err)
+	}
+	defer cancel()
+	defer q.Close()
+	go1 := make(chan os.Signal, 1)
+	signal.Notify(go1, syscall.SIGUSR1)
+	fmt.Println("ready")
+	<-go1
+	n, _ := strconv.Atoi(args[2])
+	data := make([]byte, 64)
+	for range n {
+		if _, err := q.Publish(context.Background(), args[1], data, nil); err != nil {
+			return ipctest.Fail("publish: %v", err)
+		}
+	}
+	_ = ctx
+	fmt.Println("done")
+	return 0
+}
+
+// bench-latency ADDR STREAM GROUP: prints "ready", then for each delivery
+// the nanoseconds from its publish to its delivery, and acks it.
+func peerBenchLatency(args []string) int {
+	q, ctx, cancel, err := peerOpen(args[0])
+	if err != nil {
+		return ipctest.Fail("open: %v", err)
+	}
+	defer cancel()
+	defer q.Close()
+	c, err := q.Consumer(ctx, args[1], args[2])
+	if err != nil {
+		return ipctest.Fail("consumer: %v", err)
+	}
+	fmt.Println("ready")
+	for {
+		d, err := c.Next(context.Background())
+		if err != nil {
+			return ipctest.Fail("next: %v", err)
+		}
+		fmt.Println(time.Since(d.Published).Nanoseconds())
+		d.Ack(context.Background())
+	}
 }
 
 func peerOpen(addr string) (*Queue, context.Context, context.CancelFunc, error) {

@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -62,7 +63,7 @@ type lstream struct {
 	pmu, smu *procsync.Mutex
 
 	inc, written, synced, metaGen, jgen *atomic.Uint64
-	notify, waiters                     *atomic.Uint32
+	notify, waiters, pending, syncGen   *atomic.Uint32
 
 	mu       sync.Mutex // guards the view; taken before pmu
 	loaded   bool
@@ -704,6 +705,17 @@ func (s *lstream) rotate(cur *logFile) error {
 }
 
 func (s *lstream) publish(ctx context.Context, data []byte, opts *PublishOptions) (PubAck, error) {
+	// Counted as pending until its record is written, so that a syncer
+	// can wait a moment for it and cover it with the same fsync.
+	s.pending.Add(1)
+	counted := true
+	written := func() {
+		if counted {
+			counted = false
+			s.pending.Add(^uint32(0))
+		}
+	}
+	defer written()
 	if err := s.lock(ctx); err != nil {
 		return PubAck{}, err
 	}
@@ -741,6 +753,7 @@ func (s *lstream) publish(ctx context.Context, data []byte, opts *PublishOptions
 		return PubAck{}, err
 	}
 	lf, off, p, err := s.appendLog(rec)
+	written()
 	if err != nil {
 		s.unlock()
 		return PubAck{}, err
@@ -790,6 +803,9 @@ func (s *lstream) durable(f *os.File, path string, p uint64) error {
 	return nil
 }
 
+// groupCommitWait bounds how long a syncer waits for pending publishers.
+const groupCommitWait = 100 * time.Microsecond
+
 // syncTo returns once the log is fsynced up to p: group commit. A
 // publisher whose record another's fsync already covered returns at once;
 // otherwise it takes the stream's sync mutex (shared by all processes),
@@ -799,14 +815,39 @@ func (s *lstream) syncTo(f *os.File, path string, p uint64) error {
 	if s.synced.Load() >= p {
 		return nil
 	}
-	if err := s.smu.Lock(context.Background()); errors.Is(err, procsync.ErrOwnerDead) {
-		_ = s.smu.MarkConsistent() // a syncer died mid-fsync: nothing to repair
-	} else if err != nil {
+	for {
+		if s.synced.Load() >= p {
+			return nil
+		}
+		gen := s.syncGen.Load()
+		err := s.smu.TryLock()
+		if errors.Is(err, procsync.ErrWouldBlock) {
+			// Another syncer is in fsync: sleep until it is done (every
+			// waiter wakes at once) and see whether it covered us.
+			futex.Wait(s.syncGen, gen, 5*time.Millisecond)
+			continue
+		}
+		if errors.Is(err, procsync.ErrOwnerDead) {
+			_ = s.smu.MarkConsistent() // a syncer died mid-fsync: nothing to repair
+		} else if err != nil {
+			return err
+		}
+		err = s.syncLocked(f, path, p)
+		_ = s.smu.Unlock()
+		s.syncGen.Add(1)
+		futex.Wake(s.syncGen, math.MaxInt32)
 		return err
 	}
-	defer s.smu.Unlock()
+}
+
+func (s *lstream) syncLocked(f *os.File, path string, p uint64) error {
 	if s.synced.Load() >= p {
 		return nil
+	}
+	// Publishers on their way to the log (in any process) are waited for
+	// a moment, so that this fsync covers them too.
+	for end := time.Now().Add(groupCommitWait); s.pending.Load() > 0 && time.Now().Before(end); {
+		runtime.Gosched()
 	}
 	w := s.written.Load()
 	hook("fsync")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -39,6 +40,12 @@ func (e silentError) Unwrap() error { return e.err }
 // cancelled ctx (SIGINT, SIGTERM) stops a running command, which cleans up
 // its processes and segments before it returns.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return RunInput(ctx, args, os.Stdin, stdout, stderr)
+}
+
+// RunInput is Run with the standard input given (what `ipc mq pub ... -`
+// reads).
+func RunInput(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == race.WorkerCommand {
 		// The hidden worker subcommand parses its own flags: it is started
 		// by the supervisor, not by people.
@@ -49,6 +56,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	root := newRootCmd()
 	root.SetArgs(args)
+	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	err := root.ExecuteContext(ctx)
@@ -96,7 +104,7 @@ robust cross-process primitives (package procsync) of github.com/ipcgo/ipc.`,
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newRaceCmd(), newShmCmd(), newBenchCmd(), newRPCCmd())
+	root.AddCommand(newRaceCmd(), newShmCmd(), newBenchCmd(), newRPCCmd(), newMQCmd())
 	return root
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strconv"
@@ -96,12 +97,7 @@ The exit status is 1 if a measurement failed (not if a target is missed).`,
 				}
 				return usageError{err}
 			}
-			out := cmd.OutOrStdout()
-			if asJSON {
-				if err := writeJSON(out, rep); err != nil {
-					return err
-				}
-			} else if err := bench.WriteTable(out, rep); err != nil {
+			if err := writeJSONOr(cmd.OutOrStdout(), asJSON, rep, func(w io.Writer) error { return bench.WriteTable(w, rep) }); err != nil {
 				return err
 			}
 			if report != "" {
@@ -121,6 +117,7 @@ The exit status is 1 if a measurement failed (not if a target is missed).`,
 			return nil
 		},
 	}
+	cmd.AddCommand(newBenchMQCmd())
 	f := cmd.Flags()
 	f.StringSliceVar(&transports, "transports", nil, "transports to measure (default "+strings.Join(bench.Transports, ",")+"); baselines may be named too")
 	f.StringSliceVar(&sizes, "sizes", nil, "message sizes in bytes, with an optional K or M suffix (default 64,4096,65536,1048576)")
@@ -173,13 +170,5 @@ func parseSize(s string) (int, error) {
 }
 
 func writeReport(path string, rep *bench.Report) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if err := bench.WriteHTML(f, rep, time.Now()); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return writeFile(path, func(f *os.File) error { return bench.WriteHTML(f, rep, time.Now()) })
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/ipcgo/ipc/internal/mqbench"
 	"github.com/ipcgo/ipc/internal/natstest"
 	"github.com/ipcgo/ipc/mq"
 )
@@ -356,5 +357,64 @@ func TestMQServe(t *testing.T) {
 	// The store is the one given: JetStream wrote its files there.
 	if _, err := os.Stat(filepath.Join(store, "jetstream")); err != nil {
 		t.Fatalf("no JetStream files in the store: %v", err)
+	}
+}
+
+func TestBenchMQShort(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts some 30 processes")
+	}
+	svg := filepath.Join(t.TempDir(), "mq.svg")
+	out, _ := runIn(t, 0, "", "bench", "mq", "--short", "--duration", "100ms", "--syncs", "always,none",
+		"--producers", "1,2", "--consumers", "2", "--json", "--svg", svg)
+	rep := decodeJSON[mqbench.Report](t, out)
+	if rep.Machine.NCPU == 0 || rep.Disk.Dir == "" || rep.Settings.WindowNs != int64(100*time.Millisecond) {
+		t.Fatalf("machine, disk or settings missing: %+v %+v %+v", rep.Machine, rep.Disk, rep.Settings)
+	}
+	// JetStream runs here: its rows hold numbers. The local backend's hold
+	// numbers too once it is written (skipped until then).
+	want := map[string]int{}
+	for _, r := range rep.Results {
+		if r.Error != "" {
+			t.Errorf("%+v failed", r)
+		}
+		if r.System == mqbench.JetStream && r.Sync == mqbench.SyncNone {
+			t.Errorf("JetStream measured under sync none: %+v", r)
+		}
+		if r.Skipped != "" {
+			if r.System != mqbench.Local {
+				t.Errorf("%+v skipped", r)
+			}
+			continue
+		}
+		want[r.System+" "+r.Kind]++
+		switch r.Kind {
+		case mqbench.KindLatency:
+			if r.P50Ns <= 0 || r.P99Ns < r.P50Ns || r.Messages < 10 {
+				t.Errorf("latency: %+v", r)
+			}
+		default:
+			if r.MsgsPerS <= 0 || r.Messages <= 0 {
+				t.Errorf("no rate: %+v", r)
+			}
+		}
+		if r.Kind == mqbench.KindConsume && !r.Drained {
+			t.Errorf("the consumers did not drain the stream: %+v", r)
+		}
+	}
+	if want["jetstream publish"] != 2 || want["jetstream consume"] != 1 || want["jetstream latency"] != 1 {
+		t.Fatalf("JetStream measurements: %v", want)
+	}
+	if len(rep.Targets) == 0 {
+		t.Fatal("no targets checked")
+	}
+	for _, tg := range rep.Targets {
+		if tg.Status != mqbench.Pass && tg.Status != mqbench.Fail && tg.Status != mqbench.NA {
+			t.Errorf("target %+v", tg)
+		}
+	}
+	b, err := os.ReadFile(svg)
+	if err != nil || !bytes.HasPrefix(b, []byte("<svg")) || !bytes.Contains(b, []byte("jetstream")) {
+		t.Fatalf("svg: %v: %.200s", err, b)
 	}
 }

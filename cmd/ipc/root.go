@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ipcgo/ipc/internal/bench"
+	"github.com/ipcgo/ipc/internal/mqbench"
 	"github.com/ipcgo/ipc/internal/race"
 )
 
@@ -53,6 +54,9 @@ func RunInput(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	}
 	if len(args) > 0 && args[0] == bench.PeerCommand {
 		return bench.RunPeer(args[1:], stderr) // the same, for bench
+	}
+	if len(args) > 0 && args[0] == mqbench.PeerCommand {
+		return mqbench.RunPeer(args[1:], stdin, stdout, stderr) // and for bench mq
 	}
 	root := newRootCmd()
 	root.SetArgs(args)

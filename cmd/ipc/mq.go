@@ -482,7 +482,7 @@ group first (with --ack-wait, --max-deliver, --backoff, --dead-letter).
 		},
 	}
 	f := cmd.Flags()
-	f.IntVarP(&n, "n", "n", 1, "take `N` deliveries (0: until none comes within --timeout)")
+	f.IntVarP(&n, "count", "n", 1, "take `N` deliveries (0: until none comes within --timeout)")
 	f.BoolVar(&ack, "ack", false, "ack each delivery (the default)")
 	f.BoolVar(&nak, "nak", false, "nak each delivery")
 	f.DurationVar(&nakDelay, "nak-delay", 0, "with --nak: deliver again after this delay (0: the group's backoff)")
@@ -704,7 +704,7 @@ or terminated), after how many attempts, and its data.`,
 	}
 	f := cmd.Flags()
 	f.BoolVar(&asJSON, "json", false, "print one JSON object")
-	f.IntVarP(&n, "n", "n", 100, "list at most `N` messages")
+	f.IntVarP(&n, "count", "n", 100, "list at most `N` messages")
 	f.Uint64Var(&from, "from", 0, "start at this sequence (0: the first)")
 	return cmd
 }
@@ -765,6 +765,6 @@ removed: a crash in between replays it twice, never loses it).`,
 	f := cmd.Flags()
 	f.BoolVar(&asJSON, "json", false, "print one JSON object")
 	f.BoolVarP(&quiet, "quiet", "q", false, "no progress line")
-	f.IntVarP(&n, "n", "n", 0, "replay at most `N` messages (0: all)")
+	f.IntVarP(&n, "count", "n", 0, "replay at most `N` messages (0: all)")
 	return cmd
 }

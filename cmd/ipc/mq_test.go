@@ -418,3 +418,27 @@ func TestBenchMQShort(t *testing.T) {
 		t.Fatalf("svg: %v: %.200s", err, b)
 	}
 }
+
+func TestProgressLine(t *testing.T) {
+	var buf bytes.Buffer
+	p := newProgress(&buf, false, "published", 10)
+	p.update(1) // within the first second: nothing
+	if buf.Len() != 0 {
+		t.Fatalf("a line within the first second: %q", buf.String())
+	}
+	p.last = p.last.Add(-2 * time.Second)
+	p.update(5)
+	p.done(10)
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "published 5/10 (50%), ") || !strings.HasPrefix(lines[1], "published 10/10 (100%), ") {
+		t.Fatalf("progress lines: %q", lines)
+	}
+	buf.Reset()
+	q := newProgress(&buf, true, "published", 10)
+	q.last = q.last.Add(-2 * time.Second)
+	q.update(5)
+	q.done(10)
+	if buf.Len() != 0 {
+		t.Fatalf("quiet progress wrote %q", buf.String())
+	}
+}

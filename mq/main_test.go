@@ -3,7 +3,7 @@ package mq
 import (
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/ipcgo/ipc/internal/ipctest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { ipctest.Main(m, peers) }

@@ -1,0 +1,12 @@
+package mq
+
+import (
+	"testing"
+)
+
+func init() {
+	conformanceBackends = append(conformanceBackends, conformanceBackend{
+		name:  "local",
+		setup: func(t *testing.T) string { return "file://" + t.TempDir() },
+	})
+}

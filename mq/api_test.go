@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 )
 
 func TestOpenBadURL(t *testing.T) {
@@ -34,6 +35,25 @@ func TestConfigValidation(t *testing.T) {
 	for _, o := range []*PublishOptions{{Priority: MaxPriority + 1}, {Delay: -1}, {Header: Header{"Mq-Dead-Seq": {"1"}}}} {
 		if err := o.validate(); !errors.Is(err, ErrBadConfig) {
 			t.Errorf("%+v: %v, want ErrBadConfig", o, err)
+		}
+	}
+}
+
+func TestSyncPolicyText(t *testing.T) {
+	for _, p := range []SyncPolicy{SyncAlways, SyncNone, SyncEvery(250 * time.Millisecond)} {
+		b, err := p.MarshalText()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var q SyncPolicy
+		if err := q.UnmarshalText(b); err != nil || q != p {
+			t.Errorf("%v: round trip %q gives %v, %v", p, b, q, err)
+		}
+	}
+	for _, s := range []string{"", "sometimes", "every -1s", "every x"} {
+		var q SyncPolicy
+		if err := q.UnmarshalText([]byte(s)); !errors.Is(err, ErrBadConfig) {
+			t.Errorf("%q: %v, want ErrBadConfig", s, err)
 		}
 	}
 }

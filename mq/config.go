@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -104,6 +105,30 @@ func (p SyncPolicy) String() string {
 		return "none"
 	}
 	return "every " + p.every.String()
+}
+
+// MarshalText returns String(), so that a SyncPolicy reads well in JSON.
+func (p SyncPolicy) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
+
+// UnmarshalText parses what String returns: "always", "none" or
+// "every <duration>".
+func (p *SyncPolicy) UnmarshalText(b []byte) error {
+	s := string(b)
+	switch s {
+	case "always":
+		*p = SyncAlways
+		return nil
+	case "none":
+		*p = SyncNone
+		return nil
+	}
+	if d, ok := strings.CutPrefix(s, "every "); ok {
+		if v, err := time.ParseDuration(d); err == nil && v > 0 {
+			*p = SyncEvery(v)
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: sync policy %q (always, none or every <duration>)", ErrBadConfig, s)
 }
 
 // StreamConfig describes a stream. Zero fields take the defaults named.

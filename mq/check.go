@@ -53,6 +53,8 @@ type CheckProblem struct {
 	err    error
 }
 
+func (p CheckProblem) Error() string { return p.Err }
+
 // Unwrap returns the error found (a *CorruptError, or one wrapping
 // ErrVersion for a foreign file).
 func (p CheckProblem) Unwrap() error { return p.err }
@@ -127,6 +129,11 @@ func checkStream(r *CheckReport, dir, name string) CheckStream {
 			if err != nil {
 				err.(*CorruptError).File = path
 				r.problem(path, err, tornTail(rest))
+				if skip := skippable(rest); skip > 0 && !tornTail(rest) {
+					off += int64(skip)
+					rest = rest[skip:]
+					continue
+				}
 				break
 			}
 			cs.Records++

@@ -291,6 +291,10 @@ type groupFile struct {
 	// Cursor is where the group starts: every sequence up to it is
 	// settled for the group when it is created.
 	Cursor uint64 `json:"cursor"`
+	// Redelivered and Dead are the group's counters before the first
+	// event of the journal (a compacted journal carries them over).
+	Redelivered uint64 `json:"redelivered,omitempty"`
+	Dead        uint64 `json:"dead,omitempty"`
 }
 
 // encodeJSONFile returns a whole file: header and one record of v as JSON.
@@ -332,3 +336,5 @@ func readJSONFile(path string, kind uint32, v any) (fileHeader, error) {
 	_, err = decodeJSONRecord(b, path, v)
 	return h, err
 }
+
+func crcOf(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }

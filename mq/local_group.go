@@ -119,7 +119,8 @@ func (s *lstream) openGroup(name string) (*lgroup, error) {
 		f.Close()
 		return nil, err
 	}
-	g := &lgroup{name: name, path: path, f: f, off: end, cfg: gf.Config, cursor: gf.Cursor, win: map[uint64]*gentry{}}
+	g := &lgroup{name: name, path: path, f: f, off: end, cfg: gf.Config, cursor: gf.Cursor, win: map[uint64]*gentry{},
+		redelivered: gf.Redelivered, dead: gf.Dead}
 	if err := s.readJournal(g); err != nil {
 		f.Close()
 		return nil, err
@@ -271,7 +272,79 @@ func (s *lstream) writeEvents(g *lgroup, evs ...event) error {
 	if s.cfg.Retention == WorkQueuePolicy {
 		s.gc()
 	}
+	if g.off > compactAt {
+		floor := g.floor()
+		if evs, redel := s.snapshot(g, floor); g.off > 4*int64(len(evs)+1)*(evSize+RecordHeaderSize) {
+			return s.compact(g, floor, evs, redel)
+		}
+	}
 	return nil
+}
+
+// floor is the group's ack floor: every sequence up to it is settled.
+func (g *lgroup) floor() uint64 {
+	f := g.cursor
+	for q := range g.win {
+		f = min(f, q-1)
+	}
+	return f
+}
+
+// compactAt is the journal size from which a journal mostly made of
+// settled history is rewritten (a variable for tests).
+var compactAt int64 = 4 << 20
+
+// compact rewrites g's journal as the few events that make its present
+// state: the settled sequences above the ack floor, and each unsettled
+// message's attempt, holder and times. The new journal replaces the old
+// one by a rename; every view reloads the groups.
+// snapshot returns the events that rebuild g's state above floor, and how
+// many of them count as redeliveries.
+func (s *lstream) snapshot(g *lgroup, floor uint64) (evs []event, redel uint64) {
+	for q := floor + 1; q <= g.cursor; q++ {
+		en := g.win[q]
+		if en == nil {
+			evs = append(evs, event{Type: evAck, Seq: q})
+			continue
+		}
+		if en.attempt > 0 {
+			evs = append(evs, event{Type: evDeliver, Seq: q, Attempt: en.attempt, Owner: en.own, Time: en.deadline})
+			if en.attempt > 1 {
+				redel++
+			}
+		}
+		switch {
+		case en.state == gDying:
+			evs = append(evs, event{Type: evDying, Seq: q, Attempt: en.attempt, Owner: en.own, Time: en.reason})
+		case en.state == gWaiting && (en.attempt > 0 || s.entry(q) == nil || en.notBefore != s.entry(q).nb):
+			evs = append(evs, event{Type: evNak, Seq: q, Time: en.notBefore})
+		}
+	}
+	return evs, redel
+}
+
+func (s *lstream) compact(g *lgroup, floor uint64, evs []event, redel uint64) error {
+	data, err := encodeJSONFile(fileHeader{Kind: kindGroup, A: s.id},
+		groupFile{Config: g.cfg, Cursor: floor, Redelivered: g.redelivered - redel, Dead: g.dead})
+	if err != nil {
+		return err
+	}
+	for i := range evs {
+		data, _ = AppendRecord(data, evs[i].encode())
+	}
+	tmp := filepath.Join(s.b.dir, "trash", fmt.Sprintf("grp-%016x", randU64()))
+	if err := writeFileSync(tmp, data, s.b.cfg.FilePerm); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	hook("compact")
+	if err := os.Rename(tmp, g.path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	syncDir(s.dir)
+	s.metaGen.Add(1)
+	return s.loadGroups()
 }
 
 func sameGroup(a, b GroupConfig) bool {

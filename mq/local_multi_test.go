@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,8 +16,12 @@ import (
 
 func localAddr(t *testing.T) (string, string) {
 	dir := t.TempDir()
-	return "file://" + dir, dir
+	return fileURL(dir), dir
 }
+
+// fileURL is the address of the local queue at dir (escaped: a directory
+// name may hold '#' or '?').
+func fileURL(dir string) string { return (&url.URL{Scheme: "file", Path: dir}).String() }
 
 func openT(t *testing.T, addr string) *Queue {
 	t.Helper()

@@ -113,6 +113,9 @@ func peerHolder(args []string) int {
 // "parked" and waits to be killed.
 func peerPark(args []string) int {
 	step := args[1]
+	if step == "compact" {
+		compactAt = 256
+	}
 	localHook = func(s string) {
 		if s == step {
 			fmt.Println("parked")
@@ -144,6 +147,7 @@ func peerPark(args []string) int {
 			if err := d.Ack(ctx); err != nil {
 				return ipctest.Fail("ack: %v", err)
 			}
+			fmt.Println("acked", d.Seq)
 		}
 	}
 	return ipctest.Fail("op %q", args[2])

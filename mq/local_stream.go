@@ -2,6 +2,7 @@ package mq
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -81,6 +82,7 @@ type lstream struct {
 	dedupe   map[string]dedupeEnt
 	dedupeQ  []dedupeKey
 	groups   map[string]*lgroup
+	damaged  []error // records skipped as damaged (reported by Check too)
 
 	syncMu    sync.Mutex
 	syncTimer *time.Timer
@@ -268,12 +270,16 @@ func (s *lstream) load(inc uint64) error {
 		lf := &logFile{no: no, path: path, f: f, size: fileHeaderSize}
 		s.files = append(s.files, lf)
 		limit = max(limit, fileHeaderSize)
+		nd := len(s.damaged)
 		end, err := s.applyLog(lf, b[fileHeaderSize:limit], fileHeaderSize)
 		lf.size = end
+		if setup && len(s.damaged) > nd && err == nil {
+			s.quarantine(path, b) // damaged records stepped over: keep a copy
+		}
 		if setup && end < int64(len(b)) {
-			// A torn tail is cut; corruption inside the file is copied
-			// to quarantine/ and the records after it are skipped (cut
-			// when it is the file appends go to).
+			// A torn tail is cut; damage that cannot be stepped over is
+			// copied to quarantine/ and the records after it are
+			// skipped (cut when it is the file appends go to).
 			if err != nil {
 				s.quarantine(path, b)
 			}
@@ -327,6 +333,14 @@ func (s *lstream) applyLog(lf *logFile, b []byte, off int64) (int64, error) {
 				return off, nil
 			}
 			err.(*CorruptError).File = lf.path
+			if skip := skippable(b); skip > 0 {
+				// A damaged record between whole ones: its message is
+				// lost, the records after it are served.
+				s.damaged = append(s.damaged, err)
+				off += int64(skip)
+				b = b[skip:]
+				continue
+			}
 			return off, err
 		}
 		if err := s.applyRecord(lf, body, off, n); err != nil {
@@ -336,6 +350,26 @@ func (s *lstream) applyLog(lf *logFile, b []byte, off int64) (int64, error) {
 		b = b[n:]
 	}
 	return off, nil
+}
+
+// skippable returns the size of the damaged record at the start of b when
+// its length field is intact, as the whole record that follows it (or the
+// end of b) shows; 0 when the damage cannot be stepped over.
+func skippable(b []byte) int {
+	if len(b) < RecordHeaderSize {
+		return 0
+	}
+	n := RecordHeaderSize + int(binary.LittleEndian.Uint32(b))
+	if n > len(b) || binary.LittleEndian.Uint32(b) > MaxRecordBody {
+		return 0
+	}
+	if n == len(b) {
+		return n
+	}
+	if _, _, err := DecodeRecord(b[n:], 0); err != nil {
+		return 0
+	}
+	return n
 }
 
 func (s *lstream) applyRecord(lf *logFile, body []byte, off int64, n int) error {

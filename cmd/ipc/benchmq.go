@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -18,7 +19,7 @@ func newBenchMQCmd() *cobra.Command {
 		systems, syncs, sizes []string
 		producers, consumers  []string
 		asJSON, quiet         bool
-		svg                   string
+		svg, from             string
 	)
 	cmd := &cobra.Command{
 		Use:   "mq [--short] [--json] [--svg FILE]",
@@ -66,8 +67,17 @@ The exit status is 1 if a measurement failed (not if a target is missed).`,
 				opts.Progress = cmd.ErrOrStderr()
 			}
 			ctx := cmd.Context()
-			rep, err := mqbench.Run(ctx, opts)
-			if err != nil {
+			var rep *mqbench.Report
+			if from != "" {
+				b, err := os.ReadFile(from)
+				if err != nil {
+					return err
+				}
+				rep = &mqbench.Report{}
+				if err := json.Unmarshal(b, rep); err != nil {
+					return fmt.Errorf("%s: not the JSON of ipc bench mq: %w", from, err)
+				}
+			} else if rep, err = mqbench.Run(ctx, opts); err != nil {
 				if ctx.Err() != nil {
 					return err
 				}
@@ -100,6 +110,7 @@ The exit status is 1 if a measurement failed (not if a target is missed).`,
 	f.BoolVar(&asJSON, "json", false, "print one JSON object")
 	f.StringVar(&svg, "svg", "", "write a chart of the messages/s to `FILE.svg`")
 	f.BoolVarP(&quiet, "quiet", "q", false, "no progress on stderr")
+	f.StringVar(&from, "from", "", "measure nothing: print (and chart) the report of an earlier run's --json output `FILE`")
 	return cmd
 }
 

@@ -310,6 +310,10 @@ func WriteTable(w io.Writer, rep *Report) error {
 // svgColors are the colors of the systems' bars.
 var svgColors = map[string]string{Local: "#2b6cb0", JetStream: "#c05621", MQNATS: "#6b46c1"}
 
+// systemLabels name the systems in the chart's legend.
+var systemLabels = map[string]string{Local: "local (package mq, file://)", JetStream: "jetstream (nats.go, the baseline)",
+	MQNATS: "mq-nats (package mq, nats://)"}
+
 // WriteSVG writes a bar chart (log scale) of the messages/s of every
 // publish and consume+ack measurement, one bar per system, with the
 // machine and the disk in its caption.
@@ -368,7 +372,7 @@ func WriteSVG(w io.Writer, rep *Report) error {
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="11">`+"\n",
 		left+width+90, h, left+width+90, h)
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
-	fmt.Fprintf(&b, `<text x="10" y="18" font-size="14" font-weight="bold">ipc bench mq: messages/s (log scale), local backend vs NATS JetStream</text>`+"\n")
+	fmt.Fprintf(&b, `<text x="10" y="18" font-size="14" font-weight="bold">ipc bench mq: messages/s (log scale), package mq vs NATS JetStream, same disk, same durability</text>`+"\n")
 	fmt.Fprintf(&b, `<text x="10" y="34" fill="#555">%s</text>`+"\n", e(rep.Machine.MachineLine()))
 	fmt.Fprintf(&b, `<text x="10" y="48" fill="#555">disk: %s; %s</text>`+"\n", e(rep.Disk.Line()), e(rep.Machine.LoadLine()))
 	for p := d0; p <= d1; p++ {
@@ -392,8 +396,8 @@ func WriteSVG(w io.Writer, rep *Report) error {
 	}
 	lx := left
 	for _, sys := range s.Systems {
-		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="10" height="10" fill="%s"/><text x="%d" y="%d">%s</text>`+"\n", lx, h-22, svgColors[sys], lx+14, h-13, e(sys))
-		lx += 110
+		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="10" height="10" fill="%s"/><text x="%d" y="%d">%s</text>`+"\n", lx, h-22, svgColors[sys], lx+14, h-13, e(systemLabels[sys]))
+		lx += 200
 	}
 	b.WriteString("</svg>\n")
 	_, err := io.WriteString(w, b.String())

@@ -426,6 +426,17 @@ func TestBenchMQShort(t *testing.T) {
 	if err != nil || !bytes.HasPrefix(b, []byte("<svg")) || !bytes.Contains(b, []byte("jetstream")) {
 		t.Fatalf("svg: %v: %.200s", err, b)
 	}
+	// --from prints the table of a saved run without measuring.
+	saved := filepath.Join(t.TempDir(), "mq.json")
+	if err := os.WriteFile(saved, []byte(out), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	table := mustRun(t, "bench", "mq", "--from", saved)
+	for _, w := range []string{"PUBLISH", "CONSUME+ACK", "LATENCY", "TARGETS", rep.Disk.Line()} {
+		if !strings.Contains(table, w) {
+			t.Fatalf("table from %s lacks %q:\n%s", saved, w, table)
+		}
+	}
 }
 
 func TestProgressLine(t *testing.T) {

@@ -82,6 +82,7 @@ The exit status is 1 if a measurement failed (not if a target is missed).`,
 				func(w io.Writer) error { return bench.WriteHTML(w, rep, time.Now()) }, nil, failed)
 		},
 	}
+	cmd.AddCommand(newBenchMQCmd())
 	f := cmd.Flags()
 	f.StringSliceVar(&transports, "transports", nil, "transports to measure (default "+strings.Join(bench.Transports, ",")+"); baselines may be named too")
 	f.DurationVar(&opts.Duration, "duration", 2*time.Second, "how long each measurement runs, after its warm-up")
@@ -340,13 +341,5 @@ func parseSize(s string) (int, error) {
 }
 
 func writeReport(path string, rep *bench.Report) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if err := bench.WriteHTML(f, rep, time.Now()); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return writeFile(path, func(w io.Writer) error { return bench.WriteHTML(w, rep, time.Now()) })
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ipcgo/ipc/internal/bench"
 	"github.com/ipcgo/ipc/internal/ipctest"
+	"github.com/ipcgo/ipc/internal/mqbench"
 	"github.com/ipcgo/ipc/internal/race"
 	"github.com/ipcgo/ipc/procsync"
 	"github.com/ipcgo/ipc/shm"
@@ -23,7 +24,7 @@ import (
 func TestMain(m *testing.M) {
 	// `ipc race` re-executes os.Executable(), here the test binary, with the
 	// hidden worker subcommand: run it as the real command would.
-	if len(os.Args) > 1 && (os.Args[1] == race.WorkerCommand || os.Args[1] == bench.PeerCommand) {
+	if len(os.Args) > 1 && (os.Args[1] == race.WorkerCommand || os.Args[1] == bench.PeerCommand || os.Args[1] == mqbench.PeerCommand) {
 		os.Exit(Run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
 	}
 	ipctest.Main(m, peers)

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/ipcgo/ipc/internal/bench"
+	"github.com/ipcgo/ipc/internal/mqbench"
 	"github.com/ipcgo/ipc/internal/race"
 )
 
@@ -39,6 +41,12 @@ func (e silentError) Unwrap() error { return e.err }
 // cancelled ctx (SIGINT, SIGTERM) stops a running command, which cleans up
 // its processes and segments before it returns.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return RunInput(ctx, args, os.Stdin, stdout, stderr)
+}
+
+// RunInput is Run with the standard input given (what `ipc mq pub ... -`
+// reads).
+func RunInput(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == race.WorkerCommand {
 		// The hidden worker subcommand parses its own flags: it is started
 		// by the supervisor, not by people.
@@ -47,8 +55,12 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == bench.PeerCommand {
 		return bench.RunPeer(args[1:], stderr) // the same, for bench
 	}
+	if len(args) > 0 && args[0] == mqbench.PeerCommand {
+		return mqbench.RunPeer(args[1:], stdin, stdout, stderr) // and for bench mq
+	}
 	root := newRootCmd()
 	root.SetArgs(args)
+	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	err := root.ExecuteContext(ctx)
@@ -96,7 +108,7 @@ robust cross-process primitives (package procsync) of github.com/ipcgo/ipc.`,
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newRaceCmd(), newShmCmd(), newBenchCmd(), newRPCCmd())
+	root.AddCommand(newRaceCmd(), newShmCmd(), newBenchCmd(), newRPCCmd(), newMQCmd())
 	return root
 }
 

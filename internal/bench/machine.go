@@ -75,3 +75,10 @@ func loadAvg() string {
 	}
 	return strings.Join(f[:3], " ")
 }
+
+// MachineInfo describes this machine, with the load average now as
+// LoadStart (for other benchmarks of this module).
+func MachineInfo() Machine { return machineInfo() }
+
+// LoadAvg returns the three load averages of /proc/loadavg, or "".
+func LoadAvg() string { return loadAvg() }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/ipcgo/ipc/internal/transport"
 )
 
 // Config holds the settings of Dial and Listen. A nil *Config means
@@ -36,6 +38,19 @@ type Config struct {
 	// unprivileged users).
 	QueueDepth   int
 	QueueMsgSize int
+	// SetupTimeout bounds the set-up of each connection that a listener
+	// runs itself (shm, fifo, posixmq): a client that has not done its part
+	// of the set-up (an shm client's hello) within it is dropped, its
+	// resources released. It also bounds the shm client's wait for the
+	// listener's answer. 5 s by default.
+	SetupTimeout time.Duration
+	// MaxPendingSetups bounds the connections such a listener holds that
+	// Accept has not taken yet: those being set up (concurrently, each
+	// under its own SetupTimeout, so that a slow or silent client delays
+	// no other) and those set up and waiting for Accept. Beyond it the
+	// listener refuses a new client at once: its Dial fails with
+	// ErrListenerBusy. 64 by default.
+	MaxPendingSetups int
 }
 
 // DefaultConfig returns the defaults.
@@ -47,6 +62,9 @@ func DefaultConfig() *Config {
 		Spin:           50 * time.Microsecond,
 		QueueDepth:     10,
 		QueueMsgSize:   8192,
+
+		SetupTimeout:     transport.DefaultSetupTimeout,
+		MaxPendingSetups: transport.DefaultMaxPendingSetups,
 	}
 }
 
@@ -75,6 +93,12 @@ func (c *Config) validate() (*Config, error) {
 	if v.QueueMsgSize == 0 {
 		v.QueueMsgSize = d.QueueMsgSize
 	}
+	if v.SetupTimeout == 0 {
+		v.SetupTimeout = d.SetupTimeout
+	}
+	if v.MaxPendingSetups == 0 {
+		v.MaxPendingSetups = d.MaxPendingSetups
+	}
 	switch {
 	case v.MaxMessageSize < 1 || v.MaxMessageSize > 1<<30:
 		return nil, fmt.Errorf("%w: MaxMessageSize %d not in [1, 1 GiB]", ErrBadConfig, v.MaxMessageSize)
@@ -84,6 +108,10 @@ func (c *Config) validate() (*Config, error) {
 		return nil, fmt.Errorf("%w: RingSize %d must be a power of two in [4 KiB, 1 GiB]", ErrBadConfig, v.RingSize)
 	case v.QueueDepth < 1 || v.QueueMsgSize < 64:
 		return nil, fmt.Errorf("%w: QueueDepth %d, QueueMsgSize %d", ErrBadConfig, v.QueueDepth, v.QueueMsgSize)
+	case v.SetupTimeout < 0:
+		return nil, fmt.Errorf("%w: SetupTimeout %v is negative", ErrBadConfig, v.SetupTimeout)
+	case v.MaxPendingSetups < 1 || v.MaxPendingSetups > 1<<16:
+		return nil, fmt.Errorf("%w: MaxPendingSetups %d not in [1, 65536]", ErrBadConfig, v.MaxPendingSetups)
 	}
 	if v.Spin < 0 {
 		v.Spin = 0

@@ -49,15 +49,22 @@
 //   - Concurrency: one Send and one Recv may run at the same time.
 //     Concurrent Sends are serialised, never interleaved, as are concurrent
 //     Recvs.
-//   - Waiting: a Send or Recv that must wait holds its thread for a
-//     while. unix, unixpacket, tcp without TLS, fifo and pipe connections
-//     wait in ppoll(2) (their descriptors stay out of the Go runtime's
-//     poller) and posixmq in mq_timedsend/mq_timedreceive, for up to
-//     10 ms, then in the runtime's poller, which holds no thread; shm
-//     spins for Config.Spin, then sleeps in futex(2) for the rest of the
-//     wait. Goroutines blocked on many connections at once therefore hold
-//     as many threads. Waiting in the thread is what makes a hand-off as
-//     fast as a C program's (PROTOCOL.md says why).
+//   - Waiting: a Send or Recv that must wait on a busy connection (one on
+//     which a wait ended less than 10 ms ago) holds its thread for a
+//     while, which is what makes a hand-off as fast as a C program's
+//     (PROTOCOL.md says why): unix, unixpacket, tcp without TLS, fifo and
+//     pipe connections wait in ppoll(2) (their descriptors stay out of the
+//     Go runtime's poller) and posixmq in mq_timedsend/mq_timedreceive,
+//     for up to 10 ms, then in the runtime's poller, which holds no
+//     thread; shm spins for Config.Spin, then sleeps in futex(2) for up
+//     to 10 ms, then on a hub: one goroutine that sleeps in
+//     futex_waitv(2) for up to 127 waiters. On an idle connection the wait
+//     goes to the poller (shm: the hub) at once, and at most max(4, CPUs)
+//     calls of a process hold their threads waiting at the same time, so
+//     goroutines blocked on thousands of connections hold about as many
+//     threads as on as many net.Conn (README has the figures). The first
+//     message after a pause pays for it: tens of microseconds for the
+//     poller's set-up.
 //   - The end: after Close every call returns net.ErrClosed, and calls
 //     blocked in Send or Recv return. When the peer closes its end or its
 //     process dies (kill -9 included), Recv returns the messages already
@@ -94,4 +101,25 @@
 // returns the bytes of the messages received without their boundaries. Read
 // and write deadlines are independent and interrupt calls already blocked,
 // as net.Conn requires.
+//
+// # Connection set-up
+//
+// The shm, fifo and posixmq listeners set each connection up themselves,
+// in the background: Accept returns only connections set up, and no client
+// can hold up another. Two Config fields bound that work:
+//
+//   - SetupTimeout (5 s by default): each set-up runs under a deadline of
+//     its own; a client that connects and says nothing, or stops half-way
+//     through the hand-shake, is dropped at it and its descriptors, files,
+//     queues or segment released. (Only the shm hand-shake waits for the
+//     client; fifo and posixmq answer a request without waiting.)
+//   - MaxPendingSetups (64 by default): the connections a listener holds
+//     that Accept has not taken, being set up or ready. Beyond it a new
+//     client is refused at once: its Dial fails with ErrListenerBusy.
+//
+// Listener.SetupStats counts the set-ups pending and ready, and those
+// refused, timed out and failed. unix and unixpacket listeners check
+// credentials (AllowUIDs) in Accept, a check that needs nothing from the
+// client; a client that connects and says nothing is an accepted
+// connection there, as with tcp.
 package ipc

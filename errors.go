@@ -30,6 +30,11 @@ var (
 	ErrBadConfig = ipcerr.ErrBadConfig
 	// ErrVersion means the peer speaks another version of a set-up protocol.
 	ErrVersion = ipcerr.ErrVersion
+	// ErrListenerBusy means the listener refused the connection because it
+	// already held Config.MaxPendingSetups connections being set up or
+	// waiting for Accept (shm, fifo, posixmq). Dialling again later may
+	// succeed.
+	ErrListenerBusy = ipcerr.ErrListenerBusy
 	// ErrTimeout is returned when a deadline passes; it is
 	// os.ErrDeadlineExceeded and satisfies net.Error with Timeout() true.
 	ErrTimeout = ipcerr.ErrTimeout

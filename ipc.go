@@ -115,6 +115,22 @@ func (l *Listener) Close() error {
 // Addr returns the listening address.
 func (l *Listener) Addr() net.Addr { return l.addr }
 
+// SetupStats counts what a listener did with the connections it set up
+// before Accept took them (Config.SetupTimeout, Config.MaxPendingSetups).
+// The shm, fifo and posixmq listeners fill every field; unix, unixpacket
+// and tcp listeners, whose set-up needs nothing from the peer and runs in
+// Accept, count only Failed (for unix, peers not in AllowUIDs).
+type SetupStats = transport.SetupStats
+
+// SetupStats returns the listener's set-up counts.
+func (l *Listener) SetupStats() SetupStats {
+	sl, ok := l.l.(interface{ SetupStats() transport.SetupStats })
+	if !ok {
+		return SetupStats{}
+	}
+	return sl.SetupStats()
+}
+
 var _ net.Listener = (*Listener)(nil)
 
 func resolve(addr string, cfg *Config) (Addr, transport.Driver, *transport.Options, error) {
@@ -144,6 +160,7 @@ func (c *Config) options() *transport.Options {
 	return &transport.Options{
 		MaxMessageSize: c.MaxMessageSize, Perm: c.Perm, AllowUIDs: c.AllowUIDs, TLS: c.TLS,
 		RingSize: c.RingSize, Spin: c.Spin, QueueDepth: c.QueueDepth, QueueMsgSize: c.QueueMsgSize,
+		SetupTimeout: c.SetupTimeout, MaxPendingSetups: c.MaxPendingSetups,
 	}
 }
 

@@ -14,8 +14,8 @@ import (
 // word so that arriving, tripping and breaking are single CAS steps: the low
 // half holds the broken bit (31) and the number of parties arrived, the
 // high half the round number. Waiters sleep on the high half (bytes 4-7 on
-// the little-endian systems this runs on). Table 1 counts, per process
-// slot, the parties inside Wait.
+// the little-endian systems this runs on). Table 1 records, per process
+// slot, the parties inside Wait and their round (bInside*).
 //
 // A trip advances the round number by 1, a break or a Reset by 2. After a
 // round g tripped, no later round can trip before all of g's parties have
@@ -29,6 +29,15 @@ const (
 	bTrips   = 12
 
 	bBrokenBit = 1 << 31
+
+	// A table 1 entry is round<<32 | gen<<13 | count: the parties of the
+	// slot's handle of generation gen (mod 2^19) inside Wait in that round.
+	// An entry of a round that has ended counts as zero, so a party killed
+	// after its round tripped or broke leaves nothing that a later round
+	// could take for a dead party of its own.
+	bInsideCountBits = 13
+	bInsideCountMask = 1<<bInsideCountBits - 1
+	bInsideGenMask   = 1<<19 - 1
 )
 
 // Barrier makes a fixed number of parties, in any processes, wait for each
@@ -36,6 +45,7 @@ const (
 // context ends), the barrier breaks: every waiter, and every later Wait,
 // gets ErrBrokenBarrier until Reset. A party that dies before it arrives
 // cannot be told from a late one: bound the Wait with a context or timeout.
+// A party that dies after its round tripped (or broke) breaks nothing.
 // Use exactly parties participants per round.
 type Barrier struct {
 	base
@@ -82,8 +92,13 @@ func (b *Barrier) Wait(ctx context.Context) (int, error) {
 	}
 	st := mmap.Uint64(b.mem, bState)
 	parties := b.u32(bParties).Load()
-	b.inside.add(b.seg, 1)
-	defer b.inside.add(b.seg, -1)
+	in := false // counted in table 1 for round reg
+	var reg uint32
+	defer func() {
+		if in {
+			b.leave(reg)
+		}
+	}()
 	var g, idx uint32
 	for {
 		v := st.Load()
@@ -91,10 +106,18 @@ func (b *Barrier) Wait(ctx context.Context) (int, error) {
 		if broken {
 			return 0, b.opErr("wait", ErrBrokenBarrier)
 		}
+		if !in || reg != gen {
+			if in {
+				b.leave(reg)
+			}
+			in, reg = b.enter(gen), gen
+			hook(stepBarrierIn)
+		}
 		if count+1 == parties { // the last party trips the round
 			if st.CompareAndSwap(v, barrierWord(gen+1, false, 0)) {
 				b.u32(bTrips).Add(1)
 				futex.Wake(b.u32(bGen), 1<<30)
+				hook(stepBarrierReleased)
 				return int(count), nil
 			}
 			continue
@@ -109,6 +132,7 @@ func (b *Barrier) Wait(ctx context.Context) (int, error) {
 		w := b.beginWait(ctx, gw)
 		defer w.end()
 		for gw.Load() == g {
+			hook(stepBarrierSleep)
 			if err := w.err(); err != nil {
 				b.breakRound(g)
 				if gen, _, _ := splitBarrier(st.Load()); (gen-g)%2 == 1 {
@@ -116,7 +140,7 @@ func (b *Barrier) Wait(ctx context.Context) (int, error) {
 				}
 				return int(idx), b.opErr("wait", err)
 			}
-			if w.sleep(gw, g) && b.deadParty() {
+			if w.sleep(gw, g) && b.deadParty(g) {
 				b.breakRound(g)
 			}
 		}
@@ -126,7 +150,43 @@ func (b *Barrier) Wait(ctx context.Context) (int, error) {
 	if gen, _, _ := splitBarrier(st.Load()); (gen-g)%2 == 0 {
 		return int(idx), b.opErr("wait", ErrBrokenBarrier)
 	}
+	hook(stepBarrierReleased)
 	return int(idx), nil
+}
+
+// enter counts a party of this handle inside Wait in round g and reports
+// whether it did (a slot's count is bounded: the rest go uncounted).
+func (b *Barrier) enter(g uint32) bool {
+	e := b.inside.entry(b.seg.Slot())
+	mine := uint64(b.seg.SlotGen() & bInsideGenMask)
+	for {
+		old := e.Load()
+		c := old & bInsideCountMask
+		if uint32(old>>32) != g || (old>>bInsideCountBits)&bInsideGenMask != mine {
+			c = 0 // an ended round's entry, or another handle's
+		}
+		if c == bInsideCountMask {
+			return false
+		}
+		if e.CompareAndSwap(old, uint64(g)<<32|mine<<bInsideCountBits|(c+1)) {
+			return true
+		}
+	}
+}
+
+// leave undoes enter(g), unless the entry has moved on to another round.
+func (b *Barrier) leave(g uint32) {
+	e := b.inside.entry(b.seg.Slot())
+	mine := uint64(b.seg.SlotGen() & bInsideGenMask)
+	for {
+		old := e.Load()
+		if uint32(old>>32) != g || (old>>bInsideCountBits)&bInsideGenMask != mine || old&bInsideCountMask == 0 {
+			return
+		}
+		if e.CompareAndSwap(old, old-1) {
+			return
+		}
+	}
 }
 
 // WaitTimeout is Wait with a time limit; when d passes the barrier breaks
@@ -141,10 +201,22 @@ func (b *Barrier) WaitTimeout(d time.Duration) (int, error) {
 	return idx, err
 }
 
-// deadParty reports whether a process with a party inside Wait has died.
-func (b *Barrier) deadParty() bool {
+// deadParty reports whether a process with a party inside Wait in round g
+// has died, clearing the dead entries of that round (each is found by one
+// caller).
+func (b *Barrier) deadParty(g uint32) bool {
 	dead := false
-	b.inside.reclaim(b.seg, func(int, uint32) { dead = true })
+	for i := 0; i < b.inside.n; i++ {
+		e := b.inside.entry(i)
+		v := e.Load()
+		if uint32(v>>32) != g || v&bInsideCountMask == 0 {
+			continue
+		}
+		gen := uint32(v>>bInsideCountBits) & bInsideGenMask
+		if !b.seg.TokenAlive(shm.MakeToken(i, gen)) && e.CompareAndSwap(v, v&^bInsideCountMask) {
+			dead = true
+		}
+	}
 	return dead
 }
 

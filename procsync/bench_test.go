@@ -466,3 +466,97 @@ func benchDetect(b *testing.B, cfg *procsync.Config, poll time.Duration, mode st
 	b.ReportMetric(float64(sum.Microseconds())/1e3/float64(b.N), "detect-ms")
 	b.ReportMetric(float64(worst.Microseconds())/1e3, "max-detect-ms")
 }
+
+// ---------------------------------------------------------------------------
+// Uncontended RLock+RUnlock of an RWMutex after it recovered from a dead
+// process, next to a fresh lock in the same run: recovery must leave
+// nothing behind that slows the fast path.
+
+func BenchmarkRWMutexRLockAfterRecovery(b *testing.B) {
+	seg := ipctest.CreateSegment(b, 1<<16, nil)
+	cases := []struct {
+		name    string
+		recover func(b *testing.B, rw *procsync.RWMutex, obj string)
+	}{
+		{"fresh", func(*testing.B, *procsync.RWMutex, string) {}},
+		// A writer killed while it waits for a reader to leave; the reader
+		// leaves, reads again, and a writer takes and leaves the lock.
+		{"waiting-writer-killed", func(b *testing.B, rw *procsync.RWMutex, obj string) {
+			benchOK(b, rw.RLockTimeout(time.Second))
+			wdPark(b, seg, "rw-lock", obj, procsync.StepRWDrain)
+			benchOK(b, rw.RUnlock())
+			benchOK(b, rw.RLockTimeout(time.Second))
+			benchOK(b, rw.RUnlock())
+			benchOK(b, rw.LockTimeout(time.Second))
+			benchOK(b, rw.Unlock())
+		}},
+		// A writer killed holding the lock: ErrOwnerDead, MarkConsistent,
+		// Unlock.
+		{"holding-writer-killed", func(b *testing.B, rw *procsync.RWMutex, obj string) {
+			wdPark(b, seg, "rw-lock", obj, "after")
+			if err := rw.LockTimeout(5 * time.Second); !errors.Is(err, procsync.ErrOwnerDead) {
+				b.Fatalf("Lock after the holder's death: %v", err)
+			}
+			benchOK(b, rw.MarkConsistent())
+			benchOK(b, rw.Unlock())
+		}},
+	}
+	for i, c := range cases {
+		obj := "rw" + strconv.Itoa(i)
+		rw, err := procsync.NewRWMutex(seg, obj, nil)
+		benchOK(b, err)
+		c.recover(b, rw, obj)
+		b.Run(c.name, func(b *testing.B) {
+			ctx := context.Background()
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				if err := rw.RLock(ctx); err != nil {
+					b.Fatal(err)
+				}
+				if err := rw.RUnlock(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func benchOK(b *testing.B, err error) {
+	b.Helper()
+	if err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkRWMutexUncontended is Lock+Unlock and RLock+RUnlock of a
+// procsync.RWMutex in one goroutine.
+func BenchmarkRWMutexUncontended(b *testing.B) {
+	seg := ipctest.CreateSegment(b, 1<<16, nil)
+	rw, err := procsync.NewRWMutex(seg, "rw", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	b.Run("Lock", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if err := rw.Lock(ctx); err != nil {
+				b.Fatal(err)
+			}
+			if err := rw.Unlock(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("RLock", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if err := rw.RLock(ctx); err != nil {
+				b.Fatal(err)
+			}
+			if err := rw.RUnlock(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

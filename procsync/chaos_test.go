@@ -337,3 +337,284 @@ func TestMutexChaosKillHolders(t *testing.T) {
 	t.Logf("kill-to-takeover latency (Poll %v): min %v median %v p90 %v p99 %v max %v",
 		poll, lats[0], q(0.5), q(0.9), q(0.99), lats[len(lats)-1])
 }
+
+// The waiter chaos test SIGKILLs processes while they wait: the test holds
+// the lock itself, so every worker that calls Lock (or RLock, behind the
+// test's write lock) must wait, and a random delay after it starts waiting
+// moves the kill over the steps of the slow path (spinning, reserving,
+// sleeping, draining readers). No holder of the write lock is ever killed,
+// so nobody may ever get ErrOwnerDead, and the lock must end as a fresh one.
+
+var chaosWaiterKills = flag.Int("chaos.waiterkills", 30, "number of waiters each TestChaosKillWaiters kind kills with SIGKILL")
+
+func init() {
+	peers["chaos-waiter"] = peerChaosWaiter
+}
+
+// Layout of the waiter chaos test's record.
+const (
+	cwOwnerDead = 0  // uint32: ErrOwnerDead seen by workers
+	cwViol      = 4  // uint32: exclusion violations seen
+	cwStop      = 8  // uint32: set by the test to stop the workers
+	cwWriter    = 12 // uint32: 1 while a worker holds the write lock (or the mutex)
+	cwReaders   = 16 // uint32: workers holding a read lock
+	cwOps       = 24 // uint64: operations completed
+	cwPhases    = 64 // per worker index, uint32: cwIdle, cwLocking, cwWriting, cwRLocking, cwReading
+	cwIdle      = 0
+	cwLocking   = 1
+	cwWriting   = 2
+	cwRLocking  = 3
+	cwReading   = 4
+)
+
+// peerChaosWaiter loops on lock args[2] of kind args[1] ("rw", "mutex" or
+// "sem", a semaphore of one permit)
+// in segment args[0], with record args[3], as worker args[4] (Config.Poll
+// args[5]), writing its phase into the record, until told to stop.
+func peerChaosWaiter(args []string) int {
+	if len(args) != 6 {
+		return ipctest.Fail("chaos-waiter: want 6 args, got %q", args)
+	}
+	seg, err := shm.Open(args[0])
+	if err != nil {
+		return ipctest.Fail("open: %v", err)
+	}
+	defer seg.Close()
+	poll, err := time.ParseDuration(args[5])
+	if err != nil {
+		return ipctest.Fail("poll: %v", err)
+	}
+	cfg := &procsync.Config{Spin: 100, Poll: poll}
+	m, rw, sem, err := chaosWaiterLock(seg, args[1], cfg)
+	if err != nil {
+		return ipctest.Fail("new %s: %v", args[1], err)
+	}
+	r, err := seg.Lookup(args[3])
+	if err != nil {
+		return ipctest.Fail("lookup: %v", err)
+	}
+	w, _ := strconv.Atoi(args[4])
+	phase := r.Uint32(cwPhases + 4*w)
+	fmt.Println("ready")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	check := func(err error) bool {
+		if errors.Is(err, procsync.ErrOwnerDead) {
+			r.Uint32(cwOwnerDead).Add(1)
+			return true
+		}
+		return err == nil
+	}
+	for r.Uint32(cwStop).Load() == 0 {
+		if rw != nil && rand.IntN(2) == 0 {
+			phase.Store(cwRLocking)
+			if err := rw.RLock(ctx); !check(err) {
+				return ipctest.Fail("worker %d: RLock: %v", w, err)
+			}
+			phase.Store(cwReading)
+			r.Uint32(cwReaders).Add(1)
+			if r.Uint32(cwWriter).Load() != 0 {
+				r.Uint32(cwViol).Add(1)
+			}
+			chaosBusy()
+			r.Uint32(cwReaders).Add(^uint32(0))
+			if err := rw.RUnlock(); err != nil {
+				return ipctest.Fail("worker %d: RUnlock: %v", w, err)
+			}
+		} else {
+			phase.Store(cwLocking)
+			var err error
+			switch {
+			case m != nil:
+				err = m.Lock(ctx)
+			case sem != nil:
+				err = sem.Acquire(ctx)
+			default:
+				err = rw.Lock(ctx)
+			}
+			if !check(err) {
+				return ipctest.Fail("worker %d: Lock: %v", w, err)
+			}
+			phase.Store(cwWriting)
+			if r.Uint32(cwWriter).Swap(1) != 0 || r.Uint32(cwReaders).Load() != 0 {
+				r.Uint32(cwViol).Add(1)
+			}
+			chaosBusy()
+			r.Uint32(cwWriter).Store(0)
+			switch {
+			case m != nil:
+				err = m.Unlock()
+			case sem != nil:
+				err = sem.Release(1)
+			default:
+				err = rw.Unlock()
+			}
+			if err != nil {
+				return ipctest.Fail("worker %d: Unlock: %v", w, err)
+			}
+		}
+		phase.Store(cwIdle)
+		r.Uint64(cwOps).Add(1)
+	}
+	fmt.Println("stopped")
+	return 0
+}
+
+// chaosWaiterLock opens the lock of the waiter chaos test: one of the three
+// is not nil.
+func chaosWaiterLock(seg *shm.Segment, kind string, cfg *procsync.Config) (*procsync.Mutex, *procsync.RWMutex, *procsync.Semaphore, error) {
+	switch kind {
+	case "mutex":
+		m, err := procsync.NewMutex(seg, "lk", cfg)
+		return m, nil, nil, err
+	case "sem":
+		s, err := procsync.NewSemaphore(seg, "lk", 1, 1, cfg)
+		return nil, nil, s, err
+	}
+	rw, err := procsync.NewRWMutex(seg, "lk", cfg)
+	return nil, rw, nil, err
+}
+
+// TestChaosKillWaiters kills waiting workers of an RWMutex, a Mutex and a
+// binary Semaphore
+// (see above) and checks that nobody got ErrOwnerDead, that exclusion held,
+// that the workers went on after each kill, and that the lock's words are
+// a fresh lock's at the end.
+func TestChaosKillWaiters(t *testing.T) {
+	for _, kind := range []string{"rw", "mutex", "sem"} {
+		t.Run(kind, func(t *testing.T) { chaosKillWaiters(t, kind) })
+	}
+}
+
+func chaosKillWaiters(t *testing.T, kind string) {
+	kills := *chaosWaiterKills
+	const workers = 4
+	const poll = 2 * time.Millisecond
+	const bound = 5 * time.Second
+	capacity := workers + kills
+	seg := ipctest.CreateSegment(t, 1<<16, &shm.Config{Perm: 0o600, Slots: 32, Objects: 8})
+	cfg := &procsync.Config{Spin: 100, Poll: poll}
+	m, rw, sem, err := chaosWaiterLock(seg, kind, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := seg.Alloc("rec", cwPhases+4*capacity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := map[int]*ipctest.Peer{} // by worker index
+	next := 0
+	start := func() {
+		p := ipctest.StartPeer(t, "chaos-waiter", seg.Name(), kind, "lk", "rec", strconv.Itoa(next), poll.String())
+		p.Expect(t, "ready", bound)
+		live[next] = p
+		next++
+	}
+	for i := 0; i < workers; i++ {
+		start()
+	}
+	lock := func(write bool) func() error {
+		switch {
+		case m != nil:
+			if err := m.LockTimeout(bound); err != nil {
+				t.Fatalf("test Lock: %v", err)
+			}
+			return m.Unlock
+		case sem != nil:
+			if err := sem.AcquireTimeout(bound); err != nil {
+				t.Fatalf("test Acquire: %v", err)
+			}
+			return func() error { return sem.Release(1) }
+		case write:
+			if err := rw.LockTimeout(bound); err != nil {
+				t.Fatalf("test Lock: %v", err)
+			}
+			return rw.Unlock
+		default:
+			if err := rw.RLockTimeout(bound); err != nil {
+				t.Fatalf("test RLock: %v", err)
+			}
+			return rw.RUnlock
+		}
+	}
+	waiterKills := map[uint32]int{}
+	for k := 0; k < kills; k++ {
+		write := rw == nil || k%2 == 0
+		unlock := lock(write)
+		// Behind the test's lock, Lock callers wait; so do RLock callers
+		// when the test holds the write lock.
+		victim := -1
+		deadline := time.Now().Add(bound)
+		for victim < 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("kill %d: no worker waiting within %v", k, bound)
+			}
+			for idx := range live {
+				ph := r.Uint32(cwPhases + 4*idx).Load()
+				if ph == cwLocking || (write && ph == cwRLocking) {
+					victim = idx
+					break
+				}
+			}
+		}
+		time.Sleep(time.Duration(rand.IntN(3000)) * time.Microsecond)
+		ph := r.Uint32(cwPhases + 4*victim).Load()
+		p := live[victim]
+		p.Kill()
+		select {
+		case <-p.Done():
+		case <-time.After(bound):
+			t.Fatalf("worker %d not reaped after SIGKILL", p.Pid())
+		}
+		delete(live, victim)
+		waiterKills[ph]++
+		if err := unlock(); err != nil {
+			t.Fatalf("test unlock: %v", err)
+		}
+		// The others go on.
+		ops := r.Uint64(cwOps).Load()
+		start()
+		mxEventually(t, bound, "workers going on after a waiter's death", func() bool {
+			return r.Uint64(cwOps).Load() >= ops+4
+		})
+	}
+	r.Uint32(cwStop).Store(1)
+	for _, p := range live {
+		p.Expect(t, "stopped", bound)
+		if err := p.Wait(t, bound); err != nil {
+			t.Fatalf("worker %d: %v", p.Pid(), err)
+		}
+	}
+	if n := r.Uint32(cwOwnerDead).Load(); n != 0 {
+		t.Fatalf("workers got ErrOwnerDead %d times, but no holder was killed", n)
+	}
+	if v := r.Uint32(cwViol).Load(); v != 0 {
+		t.Fatalf("%d exclusion violations", v)
+	}
+	// Quiet now: one ordinary round trip withdraws what the last dead
+	// waiters left, and then the lock must be a fresh one.
+	switch {
+	case sem != nil:
+		wdOK(t, "Acquire", sem.AcquireTimeout(bound))
+		wdOK(t, "Release", sem.Release(1))
+		wdWords(t, "at the end", sem.Words(2), 1, 0)
+	case m != nil:
+		wdOK(t, "Lock", m.LockTimeout(bound))
+		wdOK(t, "Unlock", m.Unlock())
+		if st := m.State(); st.Recoveries != 0 || st.Inconsistent || st.Locked {
+			t.Fatalf("state %+v", st)
+		}
+		wdWords(t, "at the end", m.Words(3), 0, 0, 0)
+	default:
+		wdOK(t, "RLock", rw.RLockTimeout(bound))
+		wdOK(t, "RUnlock", rw.RUnlock())
+		wdOK(t, "Lock", rw.LockTimeout(bound))
+		wdOK(t, "Unlock", rw.Unlock())
+		if st := rw.State(); st.Recoveries != 0 {
+			t.Fatalf("state %+v", st)
+		}
+		wdRWFresh(t, "at the end", rw)
+	}
+	t.Logf("%d waiters killed (%d in Lock, %d in RLock, %d past it), %d operations, no ErrOwnerDead",
+		kills, waiterKills[cwLocking], waiterKills[cwRLocking], kills-waiterKills[cwLocking]-waiterKills[cwRLocking], r.Uint64(cwOps).Load())
+}

@@ -8,11 +8,18 @@ import (
 	"github.com/ipcgo/ipc/shm"
 )
 
-// Cond words (PROTOCOL.md, "Cond").
+// Cond words (PROTOCOL.md, "Cond"). Table 0 counts, per slot, the
+// goroutines inside Wait: a dead process's entry is reclaimed by its
+// liveness, so no count in the words can be left high by a killed waiter.
 const (
-	cSeq     = 0 // bumped by every Signal and Broadcast; waiters sleep on it
-	cNwait   = 4 // goroutines inside Wait (may over-count after a waiter is killed)
+	cSeq = 0 // bits 0-23 bumped by Signal/Broadcast, bits 24-30 bumped by each arrival, waitBit; waiters sleep on it
+	// offset 4 is unused since layout version 2 (it counted waiters, and a
+	// waiter killed while counted left it high)
 	cPending = 8 // wake-ups granted by Signal/Broadcast and not yet taken
+
+	cSigMask    = 1<<24 - 1
+	cArriveOne  = 1 << 24
+	cArriveMask = 0x7f << 24
 )
 
 // Cond is a condition variable in shared memory, used with a Mutex.
@@ -21,7 +28,8 @@ const (
 // then locks it again before returning. As with pthread_cond_wait, Wait may
 // also return without a signal (for example when a waiter process was
 // killed and left an unused wake-up): always re-check the condition in a
-// loop.
+// loop. A waiter killed after it took a wake-up takes that wake-up with it,
+// as if it had returned and then died.
 type Cond struct{ base }
 
 // NewCond returns the condition variable called name in seg, creating it if
@@ -42,31 +50,36 @@ func (c *Cond) Wait(ctx context.Context, m *Mutex) error {
 	if err := c.closedErr(); err != nil {
 		return c.opErr("wait", err)
 	}
-	seq, nw, pend := c.u32(cSeq), c.u32(cNwait), c.u32(cPending)
-	start := seq.Load()
-	nw.Add(1)
+	seq, pend := c.u32(cSeq), c.u32(cPending)
+	w := c.beginWait(ctx, seq) // counted in table 0 first, then announced
+	start := c.arrive() & cSigMask
+	hook(stepCondAnnounced)
 	if err := m.Unlock(); err != nil {
-		nw.Add(^uint32(0))
+		w.end()
 		return c.opErr("wait", err)
 	}
-	w := c.beginWait(ctx, seq)
 	var werr error
-	for cur := start; ; {
+	for {
+		cur := seq.Load()
 		// Only a signal sent after this waiter arrived (seq moved) lets it
 		// take a pending wake-up.
-		if cur != start {
+		if cur&cSigMask != start {
 			if p := pend.Load(); p > 0 && pend.CompareAndSwap(p, p-1) {
+				hook(stepCondTaken)
 				break
 			}
 		}
+		sleepOn, ok := announce(seq, cur)
+		if !ok {
+			continue
+		}
+		hook(stepCondSleep)
 		if werr = w.err(); werr != nil {
 			break
 		}
-		w.sleep(seq, cur)
-		cur = seq.Load()
+		w.sleep(seq, sleepOn)
 	}
 	w.end()
-	nw.Add(^uint32(0))
 	// Relock without the caller's context: Wait returns with m held, as a
 	// condition variable must. The mutex is robust, so a dead holder cannot
 	// keep this forever.
@@ -74,6 +87,20 @@ func (c *Cond) Wait(ctx context.Context, m *Mutex) error {
 		return err
 	}
 	return c.opErr("wait", werr)
+}
+
+// arrive announces a new waiter: it sets waitBit and bumps the arrival
+// bits, so that a Signal withdrawing the announcement at the same moment
+// fails its CAS. It returns seq as it was.
+func (c *Cond) arrive() uint32 {
+	seq := c.u32(cSeq)
+	for {
+		v := seq.Load()
+		nv := v&^cArriveMask | (v+cArriveOne)&cArriveMask | waitBit
+		if seq.CompareAndSwap(v, nv) {
+			return v
+		}
+	}
 }
 
 // WaitTimeout is Wait with a time limit; it returns ErrTimeout (m held) when
@@ -92,8 +119,14 @@ func (c *Cond) wake(op string, n uint32) error {
 	if err := c.closedErr(); err != nil {
 		return c.opErr(op, err)
 	}
-	waiting := c.u32(cNwait).Load()
+	seq := c.u32(cSeq)
+	v := seq.Load()
+	if v&waitBit == 0 { // nobody announced: nothing to do
+		return nil
+	}
+	waiting := c.waiters.sum()
 	if waiting == 0 {
+		c.withdraw(v)
 		return nil
 	}
 	pend := c.u32(cPending)
@@ -104,13 +137,33 @@ func (c *Cond) wake(op string, n uint32) error {
 			break
 		}
 	}
-	seq := c.u32(cSeq)
-	seq.Add(1)
-	futex.Wake(seq, int(n))
-	return nil
+	for {
+		v = seq.Load()
+		nv := v&^cSigMask | (v+1)&cSigMask
+		if seq.CompareAndSwap(v, nv) {
+			if futex.Wake(seq, int(n)) == 0 { // nobody asleep: maybe only dead waiters are counted
+				c.withdraw(nv)
+			}
+			return nil
+		}
+	}
 }
 
-// CondState is a snapshot of a condition variable.
+// withdraw reclaims the table entries of dead waiters and, if no waiter is
+// left, clears waitBit (a CAS from v, the value the caller saw: a waiter
+// arriving meanwhile changed it) and the wake-ups nobody will take.
+func (c *Cond) withdraw(v uint32) {
+	pend := c.u32(cPending)
+	p := pend.Load()
+	c.waiters.reclaim(c.seg, nil)
+	if c.waiters.sum() == 0 && c.u32(cSeq).CompareAndSwap(v, v&^waitBit) {
+		pend.CompareAndSwap(p, 0)
+	}
+}
+
+// CondState is a snapshot of a condition variable. Waiters counts a
+// waiter from the moment it arrives in Wait, just before it releases the
+// mutex.
 type CondState struct {
 	Waiters int `json:"waiters"`
 	Pending int `json:"pending"`
@@ -120,5 +173,5 @@ type CondState struct {
 // State reads the condition variable's state.
 func (c *Cond) State() CondState {
 	return CondState{Waiters: c.waiters.live(c.seg), Pending: int(c.u32(cPending).Load()),
-		Signals: int(c.u32(cSeq).Load())}
+		Signals: int(c.u32(cSeq).Load() & cSigMask)}
 }

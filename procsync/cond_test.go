@@ -456,7 +456,10 @@ func TestCondBasics(t *testing.T) {
 		t.Fatal(err)
 	}
 	wch := primGo(t, func(ctx context.Context) error { return c2.Wait(ctx, m2) })
-	primEventually(t, primBound, "the waiter on the handle to close", func() bool { return c.State().Waiters == 1 })
+	// A waiter is counted as it arrives, before it releases the mutex.
+	primEventually(t, primBound, "the waiter on the handle to close", func() bool {
+		return c.State().Waiters == 1 && !m.State().Locked
+	})
 	seg2.Close()
 	if err := primRecv(t, wch, primBound, "Wait on a closing segment"); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("Wait when the segment closed: %v, want net.ErrClosed", err)

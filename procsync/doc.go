@@ -25,6 +25,19 @@
 //   - Barrier breaks (ErrBrokenBarrier) when a waiting party dies or gives up.
 //   - Event and Cond hold nothing a dead process could keep.
 //
+// A process killed while it only waits (in Lock, RLock, Acquire, Wait, at
+// any step) holds nothing, and the others see no error from its death:
+// everything a waiter publishes in shared memory (a bit in the word it
+// sleeps on, its token in a word it waits for, its count in a per-process
+// table) is withdrawn by the next process that finds it stale, at the cost
+// of at most one needless wake-up or one liveness test, and the fast paths
+// are then as fast as on a fresh object. Two exceptions follow from what
+// the primitives mean: a Barrier party killed inside Wait before its round
+// trips breaks the round (the others would wait for it forever), and a
+// Cond waiter killed after it took a wake-up takes that wake-up with it. A
+// waiter killed while it still holds the Mutex passed to Cond.Wait is a
+// holder of that Mutex.
+//
 // A holder is identified by its segment handle's process slot, guarded by an
 // OFD lock the kernel drops when the process dies; PIDs are never trusted,
 // so PID reuse and PID namespaces do not fool the check. PROTOCOL.md in the

@@ -11,10 +11,13 @@ import (
 
 // Event words (PROTOCOL.md, "Event").
 const (
-	eState  = 0 // 1 set, 0 reset; waiters sleep on it while it is 0
+	eState  = 0 // bit 0: set; waitBit: a waiter sleeps; waiters sleep on it while bit 0 is clear
 	eManual = 4 // 1 manual reset, 0 auto reset; fixed at creation
-	eNwait  = 8 // goroutines in the slow path (may over-count after a waiter is killed)
-	eSets   = 12
+	// offset 8 is unused since layout version 2 (it counted waiters, and a
+	// waiter killed while counted left it high)
+	eSets = 12
+
+	eSet = 1
 )
 
 // Event is a flag that processes wait for. A manual-reset event stays set,
@@ -51,9 +54,17 @@ func (e *Event) manual() bool { return e.u32(eManual).Load() == 1 }
 func (e *Event) consume() bool {
 	st := e.u32(eState)
 	if e.manual() {
-		return st.Load() == 1
+		return st.Load()&eSet != 0
 	}
-	return st.Load() == 1 && st.CompareAndSwap(1, 0)
+	for {
+		v := st.Load()
+		if v&eSet == 0 {
+			return false
+		}
+		if st.CompareAndSwap(v, v&^eSet) { // keeps waitBit for the others
+			return true
+		}
+	}
 }
 
 // Wait returns when the event is set, waiting as long as ctx allows.
@@ -64,19 +75,26 @@ func (e *Event) Wait(ctx context.Context) error {
 	if e.consume() || e.spin(e.consume) {
 		return nil
 	}
-	st, nw := e.u32(eState), e.u32(eNwait)
-	nw.Add(1)
-	defer nw.Add(^uint32(0))
+	st := e.u32(eState)
 	w := e.beginWait(ctx, st)
 	defer w.end()
 	for !e.consume() {
+		v := st.Load()
+		if v&eSet != 0 {
+			continue
+		}
+		sleepOn, ok := announce(st, v)
+		if !ok {
+			continue
+		}
+		hook(stepEventSleep)
 		if err := w.err(); err != nil {
 			if w.woken && !e.manual() {
 				futex.Wake(st, 1)
 			}
 			return e.opErr("wait", err)
 		}
-		w.sleep(st, 0)
+		w.sleep(st, sleepOn)
 	}
 	return nil
 }
@@ -103,14 +121,14 @@ func (e *Event) Set() error {
 		return e.opErr("set", err)
 	}
 	st := e.u32(eState)
-	st.Store(1)
+	v := st.Or(eSet)
 	e.u32(eSets).Add(1)
-	if e.u32(eNwait).Load() > 0 {
+	if v&waitBit != 0 {
 		n := 1
 		if e.manual() {
 			n = 1 << 30
 		}
-		futex.Wake(st, n)
+		wakeAnnounced(st, v|eSet, n)
 	}
 	return nil
 }
@@ -120,12 +138,12 @@ func (e *Event) Reset() error {
 	if err := e.closedErr(); err != nil {
 		return e.opErr("reset", err)
 	}
-	e.u32(eState).Store(0)
+	e.u32(eState).And(^uint32(eSet)) // keeps waitBit: waiters still sleep
 	return nil
 }
 
 // IsSet reports whether the event is set.
-func (e *Event) IsSet() bool { return e.u32(eState).Load() == 1 }
+func (e *Event) IsSet() bool { return e.u32(eState).Load()&eSet != 0 }
 
 // EventState is a snapshot of an event.
 type EventState struct {

@@ -10,9 +10,10 @@ import (
 
 // Mutex words (PROTOCOL.md, "Mutex").
 const (
-	mState      = 0  // owner token | waitBit; 0 unlocked; notRecoverable
-	mFlags      = 4  // flagInconsistent (lockFlags)
-	mNwait      = 8  // goroutines in the slow path (may over-count after a waiter is killed)
+	mState = 0 // owner token | waitBit; 0 unlocked; notRecoverable
+	mFlags = 4 // flagInconsistent (lockFlags)
+	// offset 8 is unused since layout version 2 (it counted waiters, and a
+	// waiter killed while counted left it high)
 	mRecoveries = 12 // lockRecoveries
 	mLastDead   = 16 // lockLastDead
 )
@@ -88,10 +89,7 @@ func (m *Mutex) lockSlow(ctx context.Context) error {
 	if m.spin(func() bool { return st.Load() == 0 && st.CompareAndSwap(0, m.tok) }) {
 		return nil
 	}
-	nw := m.u32(mNwait)
-	nw.Add(1)
-	defer nw.Add(^uint32(0))
-	dead, err := m.lockWord(ctx, st, nw)
+	dead, err := m.lockWord(ctx, st)
 	if err == nil && dead != 0 {
 		m.ownerDied(dead)
 		return ErrOwnerDead

@@ -164,13 +164,18 @@ func (w *waiter) sleep(word *atomic.Uint32, val uint32) (polled bool) {
 
 // lockWord acquires the robust lock word st (0 free; holder token, with
 // waitBit when a waiter may sleep; notRecoverable) for this handle, waiting
-// as long as ctx allows; nw counts the callers in the slow path, this one
-// included. A dead holder's word is taken over: dead is then the word's
-// previous value. Mutex and the RWMutex writer share it.
-func (b *base) lockWord(ctx context.Context, st, nw *atomic.Uint32) (dead uint32, err error) {
+// as long as ctx allows. A dead holder's word is taken over: dead is then
+// the word's previous value. Mutex and the RWMutex writer share it.
+//
+// A waiter publishes nothing but waitBit, which the next release clears
+// (one needless FUTEX_WAKE if the waiter died). A call that has slept takes
+// a free word with waitBit set, since others may still sleep: the classic
+// futex-mutex rule, which needs no count of waiters.
+func (b *base) lockWord(ctx context.Context, st *atomic.Uint32) (dead uint32, err error) {
 	w := b.beginWait(ctx, st)
 	defer w.end()
-	check := true // test the holder's liveness on entry and after each full poll
+	check := true      // test the holder's liveness on entry and after each full poll
+	contended := false // this call has set or seen waitBit
 	for {
 		s := st.Load()
 		switch {
@@ -178,7 +183,7 @@ func (b *base) lockWord(ctx context.Context, st, nw *atomic.Uint32) (dead uint32
 			return 0, ErrNotRecoverable
 		case s == 0:
 			ns := b.tok
-			if nw.Load() > 1 {
+			if contended {
 				ns |= waitBit
 			}
 			if st.CompareAndSwap(0, ns) {
@@ -201,6 +206,8 @@ func (b *base) lockWord(ctx context.Context, st, nw *atomic.Uint32) (dead uint32
 		if s&waitBit == 0 && !st.CompareAndSwap(s, s|waitBit) {
 			continue
 		}
+		contended = true
+		hook(stepLockSleep)
 		if err := w.err(); err != nil {
 			if w.woken { // pass on a wake-up this call will not use
 				futex.Wake(st, 1)
@@ -208,6 +215,27 @@ func (b *base) lockWord(ctx context.Context, st, nw *atomic.Uint32) (dead uint32
 			return 0, err
 		}
 		check = w.sleep(st, s|waitBit)
+	}
+}
+
+// announce sets the waiter bit (waitBit) of word, whose value was v, so that
+// the next waker knows someone may sleep on it. It returns the value to
+// sleep on, or ok false when the word changed meanwhile (look again).
+func announce(word *atomic.Uint32, v uint32) (sleepOn uint32, ok bool) {
+	if v&waitBit != 0 {
+		return v, true
+	}
+	return v | waitBit, word.CompareAndSwap(v, v|waitBit)
+}
+
+// wakeAnnounced wakes up to n sleepers of word after the waker changed it to
+// nv, keeping the waiter bit. If fewer than n were asleep, nobody else is
+// (a waiter about to sleep sees nv and does not), so the bit is withdrawn,
+// unless the word moved on since (a CAS from nv). A waiter killed while it
+// slept thus costs one needless FUTEX_WAKE, never more.
+func wakeAnnounced(word *atomic.Uint32, nv uint32, n int) {
+	if futex.Wake(word, n) < n {
+		word.CompareAndSwap(nv, nv&^waitBit)
 	}
 }
 
@@ -220,10 +248,15 @@ const (
 	flagInconsistent = 1
 )
 
-// ownerDied records, after a robust lock's word was taken over (or cleared)
-// from the dead holder token dead, that the protected data is suspect.
+// ownerDied records, after a robust lock's word was taken over from the
+// dead holder token dead, that the protected data is suspect.
 func (b *base) ownerDied(dead uint32) {
 	b.u32(lockFlags).Or(flagInconsistent)
+	b.countDeath(dead)
+}
+
+// countDeath counts a takeover from the dead holder token dead.
+func (b *base) countDeath(dead uint32) {
 	b.u32(lockRecoveries).Add(1)
 	b.u32(lockLastDead).Store(uint32(b.seg.TokenOwner(dead &^ waitBit).PID))
 }
@@ -275,6 +308,16 @@ func (t slotTable) get(seg *shm.Segment) uint32 {
 		return 0
 	}
 	return uint32(v)
+}
+
+// sum sums the counts of all entries, those of dead handles included until
+// they are reclaimed; it makes no system call.
+func (t slotTable) sum() int {
+	n := 0
+	for i := 0; i < t.n; i++ {
+		n += int(uint32(t.entry(i).Load()))
+	}
+	return n
 }
 
 // live sums the counts of the entries whose handle is alive.

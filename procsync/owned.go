@@ -15,9 +15,10 @@ import (
 // table come the permit words, one uint32 a permit holding the owner token
 // of its holder, 0 when free.
 const (
-	oPermits   = 0 // fixed at creation
-	oSeq       = 4 // bumped when a permit is freed; waiters sleep on it
-	oNwait     = 8 // goroutines in the slow path (may over-count after a waiter is killed)
+	oPermits = 0 // fixed at creation
+	oSeq     = 4 // bits 0-30 bumped when a permit is freed | waitBit; waiters sleep on it
+	// offset 8 is unused since layout version 2 (it counted waiters, and a
+	// waiter killed while counted left it high)
 	oReclaimed = 12
 
 	// MaxOwnedPermits bounds an OwnedSemaphore's permits.
@@ -99,10 +100,25 @@ func (s *OwnedSemaphore) reclaim() int {
 	}
 	if freed > 0 {
 		s.u32(oReclaimed).Add(uint32(freed))
-		s.u32(oSeq).Add(1)
-		futex.Wake(s.u32(oSeq), freed)
+		s.freed(freed)
 	}
 	return freed
+}
+
+// freed bumps seq after n permits were freed and wakes as many waiters, if
+// one announced that it sleeps.
+func (s *OwnedSemaphore) freed(n int) {
+	seq := s.u32(oSeq)
+	for {
+		v := seq.Load()
+		nv := (v+1)&^waitBit | v&waitBit
+		if seq.CompareAndSwap(v, nv) {
+			if v&waitBit != 0 {
+				wakeAnnounced(seq, nv, n)
+			}
+			return
+		}
+	}
 }
 
 // Acquire takes a permit, waiting as long as ctx allows.
@@ -113,9 +129,7 @@ func (s *OwnedSemaphore) Acquire(ctx context.Context) error {
 	if s.take() || s.spin(s.take) {
 		return nil
 	}
-	seq, nw := s.u32(oSeq), s.u32(oNwait)
-	nw.Add(1)
-	defer nw.Add(^uint32(0))
+	seq := s.u32(oSeq)
 	w := s.beginWait(ctx, seq)
 	defer w.end()
 	check := true
@@ -129,13 +143,20 @@ func (s *OwnedSemaphore) Acquire(ctx context.Context) error {
 		if check && s.reclaim() > 0 {
 			continue
 		}
+		// A Release after the take above moved seq from v: then the
+		// announcement or the sleep fails, and the loop looks again.
+		sleepOn, ok := announce(seq, v)
+		if !ok {
+			continue
+		}
+		hook(stepOwnedSleep)
 		if err := w.err(); err != nil {
 			if w.woken {
 				futex.Wake(seq, 1)
 			}
 			return s.opErr("acquire", err)
 		}
-		check = w.sleep(seq, v)
+		check = w.sleep(seq, sleepOn)
 	}
 }
 
@@ -164,11 +185,7 @@ func (s *OwnedSemaphore) Release() error {
 	for i := 0; i < s.n(); i++ {
 		p := mmap.Uint32(s.permit(i), 0)
 		if p.Load() == s.tok && p.CompareAndSwap(s.tok, 0) {
-			seq := s.u32(oSeq)
-			seq.Add(1)
-			if s.u32(oNwait).Load() > 0 {
-				futex.Wake(seq, 1)
-			}
+			s.freed(1)
 			return nil
 		}
 	}

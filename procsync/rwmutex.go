@@ -12,13 +12,19 @@ import (
 // each process slot holds.
 const (
 	rwW          = 0  // writer token | waitBit; 0 free; notRecoverable
-	rwFlags      = 4  // flagInconsistent (lockFlags)
-	rwNwaitW     = 8  // writers in the slow path (may over-count after a waiter is killed)
+	rwFlags      = 4  // flagInconsistent (lockFlags) | flagHeld
+	rwRes        = 8  // token of a writer waiting for the writer word (the reservation); 0 none
 	rwRecoveries = 12 // as Mutex: lockRecoveries
 	rwLastDead   = 16 // as Mutex: lockLastDead
-	rwRseq       = 20 // readers sleep on it; bumped when the writer leaves
+	rwRseq       = 20 // readers sleep on it, waitBit set; bumped when the writer leaves
 	rwWseq       = 24 // a draining writer sleeps on it; bumped by a reader leaving
-	rwNwaitR     = 28 // readers in the slow path
+	// offset 28 is unused since layout version 2 (it counted sleeping
+	// readers, and a reader killed while counted left it high)
+
+	// flagHeld: the holder of the writer word has drained the readers and
+	// holds the write lock. A dead writer word without it belonged to a
+	// writer that was only waiting: it is cleared, and nothing is suspect.
+	flagHeld = 2
 )
 
 // RWMutex is a robust, writer-preferring reader/writer lock in shared
@@ -32,9 +38,11 @@ const (
 // data may be half written. A writer that unlocks without MarkConsistent
 // makes the lock not recoverable.
 //
-// A waiting writer keeps new readers out, except that a reader that has
-// waited a full Config.Poll with no writer holding the lock goes in (this
-// keeps a waiting writer that was killed from blocking readers).
+// A writer that dies while it only waits (for the writer word or for
+// readers to leave) never held the lock: whoever notices withdraws what it
+// published, and nobody gets ErrOwnerDead. A waiting writer keeps new
+// readers out, except that a reader that has waited a full Config.Poll
+// with no writer holding the lock goes in.
 type RWMutex struct {
 	base
 	readers slotTable
@@ -52,13 +60,7 @@ func NewRWMutex(seg *shm.Segment, name string, cfg *Config) (*RWMutex, error) {
 
 // readerCount returns the read locks recorded for all slots, dead ones
 // included until reclaimed.
-func (rw *RWMutex) readerCount() int {
-	n := 0
-	for i := 0; i < rw.readers.n; i++ {
-		n += int(uint32(rw.readers.entry(i).Load()))
-	}
-	return n
-}
+func (rw *RWMutex) readerCount() int { return rw.readers.sum() }
 
 // Lock acquires the write lock, waiting as long as ctx allows. It returns
 // nil, or ErrOwnerDead with the lock held, or an error without it.
@@ -67,7 +69,7 @@ func (rw *RWMutex) Lock(ctx context.Context) error {
 		return rw.opErr("lock", err)
 	}
 	have := rw.u32(rwW).CompareAndSwap(0, rw.tok)
-	if have && rw.readerCount() == 0 && rw.u32(rwFlags).Load() == 0 {
+	if have && rw.readerCount() == 0 && rw.u32(rwFlags).CompareAndSwap(0, flagHeld) {
 		return nil
 	}
 	return rw.opErr("lock", rw.lockSlow(ctx, have))
@@ -76,11 +78,18 @@ func (rw *RWMutex) Lock(ctx context.Context) error {
 // lockSlow completes Lock; have tells whether the fast path already took
 // the writer word.
 func (rw *RWMutex) lockSlow(ctx context.Context, have bool) error {
-	nw := rw.u32(rwNwaitW)
-	nw.Add(1)
-	defer nw.Add(^uint32(0))
 	if !have {
-		if err := rw.acquireWriter(ctx); err != nil {
+		reserved := rw.reserve()
+		hook(stepRWReserved)
+		err := rw.acquireWriter(ctx)
+		if reserved {
+			// Holding the writer word keeps readers out by itself.
+			rw.u32(rwRes).CompareAndSwap(rw.tok, 0)
+			if err != nil {
+				rw.wakeReaders()
+			}
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -93,6 +102,7 @@ func (rw *RWMutex) lockSlow(ctx context.Context, have bool) error {
 		if rw.readerCount() == 0 {
 			break
 		}
+		hook(stepRWDrain)
 		if err := wt.err(); err != nil {
 			rw.releaseWriter()
 			return err
@@ -104,23 +114,64 @@ func (rw *RWMutex) lockSlow(ctx context.Context, have bool) error {
 	if err := rw.closedErr(); err != nil { // closed while waiting: the memory is a private copy
 		return err
 	}
-	if rw.u32(rwFlags).Load()&flagInconsistent != 0 {
+	if rw.u32(rwFlags).Or(flagHeld)&flagInconsistent != 0 {
 		return ErrOwnerDead
 	}
 	return nil
 }
 
+// reserve publishes this handle as a waiting writer, which keeps new
+// readers out while the writer word is free, and reports whether it did. A
+// dead writer's reservation is taken over.
+func (rw *RWMutex) reserve() bool {
+	res := rw.u32(rwRes)
+	v := res.Load()
+	if v == 0 {
+		return res.CompareAndSwap(0, rw.tok)
+	}
+	return v != rw.tok && !rw.seg.TokenAlive(v) && res.CompareAndSwap(v, rw.tok)
+}
+
+// clearDeadReservation withdraws the reservation of a dead writer and
+// reports whether the word now holds none.
+func (rw *RWMutex) clearDeadReservation() bool {
+	res := rw.u32(rwRes)
+	v := res.Load()
+	if v != 0 && v != rw.tok && !rw.seg.TokenAlive(v) {
+		res.CompareAndSwap(v, 0)
+	}
+	return res.Load() == 0
+}
+
 // acquireWriter takes the writer word, taking it over from a dead writer.
 func (rw *RWMutex) acquireWriter(ctx context.Context) error {
-	w, nw := rw.u32(rwW), rw.u32(rwNwaitW)
+	w := rw.u32(rwW)
 	if rw.spin(func() bool { return w.Load() == 0 && w.CompareAndSwap(0, rw.tok) }) {
 		return nil
 	}
-	dead, err := rw.lockWord(ctx, w, nw)
+	dead, err := rw.lockWord(ctx, w)
 	if err == nil && dead != 0 {
-		rw.ownerDied(dead)
+		rw.tookOver(dead)
 	}
 	return err
+}
+
+// tookOver is called by whoever took the writer word over from the dead
+// token dead: if the dead writer held the lock the data is suspect, else it
+// was only waiting and left nothing to repair. flagHeld becomes
+// flagInconsistent in one CAS, so a kill cannot lose the verdict.
+func (rw *RWMutex) tookOver(dead uint32) {
+	flags := rw.u32(rwFlags)
+	for {
+		f := flags.Load()
+		if f&flagHeld == 0 {
+			return
+		}
+		if flags.CompareAndSwap(f, (f|flagInconsistent)&^flagHeld) {
+			rw.countDeath(dead)
+			return
+		}
+	}
 }
 
 // releaseWriter gives up the writer word and wakes who waits for it.
@@ -132,11 +183,18 @@ func (rw *RWMutex) releaseWriter() {
 	rw.wakeReaders()
 }
 
+// wakeReaders bumps rseq and, if a reader announced that it sleeps, clears
+// the announcement and wakes every sleeper.
 func (rw *RWMutex) wakeReaders() {
 	rseq := rw.u32(rwRseq)
-	rseq.Add(1)
-	if rw.u32(rwNwaitR).Load() > 0 {
-		futex.Wake(rseq, 1<<30)
+	for {
+		v := rseq.Load()
+		if rseq.CompareAndSwap(v, (v+1)&^waitBit) {
+			if v&waitBit != 0 {
+				futex.Wake(rseq, 1<<30)
+			}
+			return
+		}
 	}
 }
 
@@ -144,8 +202,8 @@ func (rw *RWMutex) wakeReaders() {
 func (rw *RWMutex) LockTimeout(d time.Duration) error { return withTimeout(d, rw.Lock) }
 
 // TryLock takes the write lock if no live process holds the lock in either
-// mode (taking it over from a dead writer, with ErrOwnerDead); otherwise
-// ErrWouldBlock.
+// mode (taking it over from a dead writer, with ErrOwnerDead if that one
+// held it); otherwise ErrWouldBlock.
 func (rw *RWMutex) TryLock() error {
 	if err := rw.closedErr(); err != nil {
 		return rw.opErr("trylock", err)
@@ -157,7 +215,7 @@ func (rw *RWMutex) TryLock() error {
 		case s == notRecoverable:
 			return rw.opErr("trylock", ErrNotRecoverable)
 		case s != 0 && !rw.seg.TokenAlive(s&^waitBit) && w.CompareAndSwap(s, rw.tok|waitBit):
-			rw.ownerDied(s) // taken over from a dead writer, as Mutex.TryLock does
+			rw.tookOver(s)
 		default:
 			return rw.opErr("trylock", ErrWouldBlock)
 		}
@@ -166,7 +224,7 @@ func (rw *RWMutex) TryLock() error {
 		rw.releaseWriter()
 		return rw.opErr("trylock", ErrWouldBlock)
 	}
-	if rw.u32(rwFlags).Load()&flagInconsistent != 0 {
+	if rw.u32(rwFlags).Or(flagHeld)&flagInconsistent != 0 {
 		return rw.opErr("trylock", ErrOwnerDead)
 	}
 	return nil
@@ -182,15 +240,28 @@ func (rw *RWMutex) Unlock() error {
 	if s == notRecoverable {
 		return rw.opErr("unlock", ErrNotRecoverable)
 	}
+	flags := rw.u32(rwFlags)
 	if s&^waitBit != rw.tok {
 		return rw.opErr("unlock", ErrNotOwner)
 	}
-	if rw.u32(rwFlags).Load()&flagInconsistent != 0 {
+	// flagHeld goes first: a writer killed from here on was done with
+	// the data.
+	if flags.CompareAndSwap(flagHeld, 0) {
+		rw.releaseWriter()
+		return nil
+	}
+	f := flags.Load()
+	if f&flagHeld == 0 { // the word is this process's, but a Lock of it is still waiting for readers
+		return rw.opErr("unlock", ErrNotOwner)
+	}
+	if f&flagInconsistent != 0 {
 		w.Store(notRecoverable)
+		flags.And(^uint32(flagHeld))
 		futex.Wake(w, 1<<30)
 		rw.wakeReaders()
 		return nil
 	}
+	flags.And(^uint32(flagHeld))
 	rw.releaseWriter()
 	return nil
 }
@@ -201,7 +272,7 @@ func (rw *RWMutex) MarkConsistent() error {
 	if err := rw.closedErr(); err != nil {
 		return rw.opErr("markconsistent", err)
 	}
-	if rw.u32(rwW).Load()&^waitBit != rw.tok {
+	if rw.u32(rwW).Load()&^waitBit != rw.tok || rw.u32(rwFlags).Load()&flagHeld == 0 {
 		return rw.opErr("markconsistent", ErrNotOwner)
 	}
 	rw.u32(rwFlags).And(^uint32(flagInconsistent))
@@ -209,13 +280,14 @@ func (rw *RWMutex) MarkConsistent() error {
 }
 
 // tryRead takes a read lock if no writer holds the word and, unless
-// ignoreWaiting, none waits for it.
+// ignoreWaiting, none has reserved it.
 func (rw *RWMutex) tryRead(ignoreWaiting bool) bool {
 	w := rw.u32(rwW)
-	if w.Load() != 0 || (!ignoreWaiting && rw.u32(rwNwaitW).Load() != 0) {
+	if w.Load() != 0 || (!ignoreWaiting && rw.u32(rwRes).Load() != 0) {
 		return false
 	}
 	rw.readers.add(rw.seg, 1)
+	hook(stepRWReaderIn)
 	if w.Load() == 0 {
 		return true
 	}
@@ -227,6 +299,12 @@ func (rw *RWMutex) tryRead(ignoreWaiting bool) bool {
 // that drains readers.
 func (rw *RWMutex) readerLeft() {
 	rw.readers.add(rw.seg, -1)
+	rw.wakeDrainer()
+}
+
+// wakeDrainer wakes a writer that waits for readers to leave, if the
+// writer word is held.
+func (rw *RWMutex) wakeDrainer() {
 	if rw.u32(rwW).Load() != 0 {
 		wseq := rw.u32(rwWseq)
 		wseq.Add(1)
@@ -258,12 +336,13 @@ func (rw *RWMutex) rlockSlow(ctx context.Context) error {
 	if rw.spin(func() bool { return rw.tryRead(false) }) {
 		return rw.readResult()
 	}
-	w, rseq, nr := rw.u32(rwW), rw.u32(rwRseq), rw.u32(rwNwaitR)
-	nr.Add(1)
-	defer nr.Add(^uint32(0))
+	w, rseq := rw.u32(rwW), rw.u32(rwRseq)
 	wt := rw.beginWait(ctx, rseq)
 	defer wt.end()
-	polled := false
+	// check: test the liveness of the writer word's holder on entry and
+	// after each full poll; a reservation is tested on every wake-up, since
+	// only the reserving writer itself would withdraw it.
+	check, polled := true, false
 	for {
 		v := rseq.Load()
 		s := w.Load()
@@ -271,41 +350,66 @@ func (rw *RWMutex) rlockSlow(ctx context.Context) error {
 		case s == notRecoverable:
 			return ErrNotRecoverable
 		case s == 0:
-			if rw.tryRead(polled) {
+			if rw.tryRead(polled) || rw.clearDeadReservation() && rw.tryRead(false) {
 				if err := rw.closedErr(); err != nil { // as in lockSlow
 					return err
 				}
 				return rw.readResult()
 			}
-		case polled && !rw.seg.TokenAlive(s&^waitBit):
-			if w.CompareAndSwap(s, 0) { // clear the dead writer; the data stays suspect
-				rw.ownerDied(s)
-				futex.Wake(w, 1)
-				rw.wakeReaders()
+		case check:
+			check = false
+			if rw.clearDeadWriter(s) {
+				continue
 			}
+		}
+		sleepOn, ok := announce(rseq, v)
+		if !ok {
 			continue
 		}
+		hook(stepRWReaderSleep)
 		if err := wt.err(); err != nil {
 			return err
 		}
-		polled = wt.sleep(rseq, v)
+		polled = wt.sleep(rseq, sleepOn)
+		check = polled
 	}
+}
+
+// clearDeadWriter clears the writer word s if its holder is dead, and
+// reports whether it is no longer s. The reader takes the word over, as a
+// writer would, to judge flagHeld while nobody can change it, then
+// releases it.
+func (rw *RWMutex) clearDeadWriter(s uint32) bool {
+	w := rw.u32(rwW)
+	if rw.seg.TokenAlive(s &^ waitBit) {
+		return false
+	}
+	if w.CompareAndSwap(s, rw.tok|s&waitBit) {
+		hook(stepRWClearing)
+		rw.tookOver(s)
+		rw.releaseWriter()
+	}
+	return true
 }
 
 // RLockTimeout is RLock with a time limit; it returns ErrTimeout when d
 // passes.
 func (rw *RWMutex) RLockTimeout(d time.Duration) error { return withTimeout(d, rw.RLock) }
 
-// TryRLock takes a read lock if no writer holds or waits for the lock,
-// else returns ErrWouldBlock.
+// TryRLock takes a read lock if no live writer holds or waits for the
+// lock (withdrawing what a dead one left), else returns ErrWouldBlock.
 func (rw *RWMutex) TryRLock() error {
 	if err := rw.closedErr(); err != nil {
 		return rw.opErr("tryrlock", err)
 	}
-	if rw.u32(rwW).Load() == notRecoverable {
+	s := rw.u32(rwW).Load()
+	if s == notRecoverable {
 		return rw.opErr("tryrlock", ErrNotRecoverable)
 	}
 	if rw.tryRead(false) {
+		return rw.opErr("tryrlock", rw.readResult())
+	}
+	if (s == 0 || rw.clearDeadWriter(s)) && rw.clearDeadReservation() && rw.tryRead(false) {
 		return rw.opErr("tryrlock", rw.readResult())
 	}
 	return rw.opErr("tryrlock", ErrWouldBlock)
@@ -326,11 +430,7 @@ func (rw *RWMutex) RUnlock() error {
 			break
 		}
 	}
-	if rw.u32(rwW).Load() != 0 {
-		wseq := rw.u32(rwWseq)
-		wseq.Add(1)
-		futex.Wake(wseq, 1)
-	}
+	rw.wakeDrainer()
 	return nil
 }
 

@@ -12,9 +12,10 @@ import (
 
 // Semaphore words (PROTOCOL.md, "Semaphore").
 const (
-	sCount = 0 // available permits; waiters sleep on it while it is 0
-	sNwait = 4 // goroutines in the slow path (may over-count after a waiter is killed)
-	sMax   = 8 // the most permits Release may make available
+	sCount = 0 // available permits (bits 0-30) | waitBit; waiters sleep on it while no permit is free
+	// offset 4 is unused since layout version 2 (it counted waiters, and a
+	// waiter killed while counted left it high)
+	sMax = 8 // the most permits Release may make available (at most 2^31-1)
 )
 
 // Semaphore is a counting semaphore in shared memory. Permits are not owned:
@@ -54,25 +55,33 @@ func (s *Semaphore) Acquire(ctx context.Context) error {
 	if err := s.closedErr(); err != nil {
 		return s.opErr("acquire", err)
 	}
-	c := s.u32(sCount)
 	if s.take() || s.spin(s.take) {
 		return nil
 	}
-	nw := s.u32(sNwait)
-	nw.Add(1)
-	defer nw.Add(^uint32(0))
+	c := s.u32(sCount)
 	w := s.beginWait(ctx, c)
 	defer w.end()
-	for !s.take() {
+	for {
+		v := c.Load()
+		if v&^waitBit != 0 {
+			if c.CompareAndSwap(v, v-1) { // keeps waitBit for the others
+				return nil
+			}
+			continue
+		}
+		sleepOn, ok := announce(c, v)
+		if !ok {
+			continue
+		}
+		hook(stepSemSleep)
 		if err := w.err(); err != nil {
 			if w.woken {
 				futex.Wake(c, 1)
 			}
 			return s.opErr("acquire", err)
 		}
-		w.sleep(c, 0)
+		w.sleep(c, sleepOn)
 	}
-	return nil
 }
 
 // take takes a permit if one is available.
@@ -80,7 +89,7 @@ func (s *Semaphore) take() bool {
 	c := s.u32(sCount)
 	for {
 		v := c.Load()
-		if v == 0 {
+		if v&^waitBit == 0 {
 			return false
 		}
 		if c.CompareAndSwap(v, v-1) {
@@ -116,21 +125,21 @@ func (s *Semaphore) Release(n int) error {
 	c, max := s.u32(sCount), s.u32(sMax).Load()
 	for {
 		v := c.Load()
-		if uint64(v)+uint64(n) > uint64(max) {
+		if uint64(v&^waitBit)+uint64(n) > uint64(max) {
 			return s.opErr("release", ErrOverflow)
 		}
-		if c.CompareAndSwap(v, v+uint32(n)) {
-			break
+		nv := v + uint32(n) // keeps waitBit: the count stays below 2^31
+		if c.CompareAndSwap(v, nv) {
+			if v&waitBit != 0 {
+				wakeAnnounced(c, nv, n)
+			}
+			return nil
 		}
 	}
-	if s.u32(sNwait).Load() > 0 {
-		futex.Wake(c, n)
-	}
-	return nil
 }
 
 // Value returns the number of available permits.
-func (s *Semaphore) Value() int { return int(s.u32(sCount).Load()) }
+func (s *Semaphore) Value() int { return int(s.u32(sCount).Load() &^ waitBit) }
 
 // SemaphoreState is a snapshot of a semaphore.
 type SemaphoreState struct {

@@ -5,3 +5,13 @@ const (
 	MaxObjectsForTest = maxObjects
 	MaxSizeForTest    = maxSize
 )
+
+// IdleForTest returns how many hubs run and how many waiters they watch.
+func IdleForTest() (hubs, waiters int) {
+	idle.mu.Lock()
+	defer idle.mu.Unlock()
+	for _, h := range idle.hubs {
+		waiters += len(h.waiters)
+	}
+	return len(idle.hubs), waiters
+}

@@ -6,10 +6,12 @@ import (
 	"hash/crc32"
 )
 
-// Layout constants of version 1; PROTOCOL.md is the reference.
+// Layout constants of version 2; PROTOCOL.md is the reference.
 const (
 	// Version is the segment layout version this package writes and reads.
-	Version = 1
+	// Version 2 changed how procsync waiters announce themselves in their
+	// objects' words (PROTOCOL.md, "Versioning").
+	Version = 2
 
 	// HeaderSize is the size of the fixed header at offset 0.
 	HeaderSize = 128

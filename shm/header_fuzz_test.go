@@ -10,7 +10,7 @@ import (
 	"github.com/ipcgo/ipc/shm"
 )
 
-// Header layout of version 1, as PROTOCOL.md gives it.
+// Header layout of version 2 (the same as version 1's), as PROTOCOL.md gives it.
 const (
 	hMagic    = "IPCGOSHM"
 	hVersion  = 8
@@ -85,7 +85,7 @@ func FuzzValidate(f *testing.F) {
 	f.Add(valid[:7], size)
 	f.Add([]byte{}, int64(0))
 	f.Add(put32(valid, 0, 0x58435049), size)                  // bad magic
-	f.Add(put32(valid, hVersion, 2), size)                    // bad version
+	f.Add(put32(valid, hVersion, shm.Version+1), size)        // bad version
 	f.Add(put32(valid, hChecksum, 0), size)                   // bad checksum
 	f.Add(reseal(put32(valid, hSlots, 0)), size)              // no slots
 	f.Add(reseal(put32(valid, hSlots, shm.MaxSlots+1)), size) // too many slots

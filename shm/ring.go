@@ -7,6 +7,7 @@ import (
 	"io"
 	"sync/atomic"
 
+	"github.com/ipcgo/ipc/internal/kwait"
 	"github.com/ipcgo/ipc/internal/mmap"
 )
 
@@ -100,7 +101,8 @@ var (
 // record's own cache lines, not that of the index line besides.
 //
 // Waiting (WaitReadable, WaitWritable) spins, then sets the side's waiting
-// flag and sleeps on it with futex(2). The other side, after publishing,
+// flag and sleeps on it: with futex(2) in its own thread when the ring was
+// busy a moment ago, otherwise on an idle hub (ring_idle.go). The other side, after publishing,
 // makes the wake-up system call only if the flag is set; a sequentially
 // consistent store of the index before the flag is read, and of the flag
 // before the waiter's last check, rule out a lost wake-up.
@@ -121,6 +123,7 @@ type Ring struct {
 	pres     int    // producer: payload bytes reserved, -1 for none
 	wantHead uint64 // producer: head needed by the last failed Reserve
 	perr     error
+	pact     kwait.Activity // producer: when its waits end (ring_wait.go)
 
 	_ [64]byte
 
@@ -129,6 +132,7 @@ type Ring struct {
 	seen  bool   // consumer: WaitReadable saw the header at chead
 	cpeek uint64 // consumer: total size of the peeked record, 0 for none
 	cerr  error
+	cact  kwait.Activity // consumer: when its waits end
 
 	_ [64]byte
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ipcgo/ipc/internal/futex"
+	"github.com/ipcgo/ipc/internal/kwait"
 	"github.com/ipcgo/ipc/internal/mmap"
 )
 
@@ -142,12 +143,37 @@ func (r *Ring) wait(ctx context.Context, o *WaitOptions, reader bool) error {
 		poll = DefaultRingPoll
 	}
 	defer flag.Store(0)
+	// A busy ring's waiter sleeps in its thread, for kwait.Recent at
+	// most, while kwait has a place for it; any other on a hub (see
+	// ring_idle.go), holding no thread of its own.
+	act := &r.cact
+	if !reader {
+		act = &r.pact
+	}
+	var inThread time.Time // while the waiter sleeps in its thread: since when
+	if act.Begin() {
+		inThread = time.Now()
+		defer func() {
+			if !inThread.IsZero() {
+				kwait.Release()
+			}
+		}()
+	}
+	var iw *idleWaiter
+	var timer *time.Timer
+	defer func() {
+		if iw != nil {
+			iw.leave()
+			timer.Stop()
+		}
+	}()
 	for {
 		// Announce, then re-check everything: a waker changes its
 		// condition first and then clears the flag and wakes, so either
 		// the checks below see the change or the futex wait returns at once.
 		flag.Store(1)
 		if r.ready(reader, true) {
+			act.Woke()
 			return nil
 		}
 		if err := ctx.Err(); err != nil {
@@ -167,6 +193,28 @@ func (r *Ring) wait(ctx context.Context, o *WaitOptions, reader bool) error {
 				d = min(d, left)
 			}
 		}
-		futex.Wait(flag, 1, d)
+		if !inThread.IsZero() {
+			if left := kwait.Recent - time.Since(inThread); left > 0 {
+				futex.Wait(flag, 1, min(d, left))
+				continue
+			}
+			kwait.Release()
+			inThread = time.Time{}
+		}
+		if iw == nil {
+			iw = newIdleWaiter(flag)
+			timer = time.NewTimer(d)
+		} else {
+			timer.Reset(d)
+		}
+		if !iw.join() { // no hubs on this system
+			futex.Wait(flag, 1, d)
+			continue
+		}
+		select {
+		case <-iw.woke:
+		case <-timer.C:
+		case <-ctx.Done():
+		}
 	}
 }

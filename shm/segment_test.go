@@ -206,7 +206,7 @@ func TestNotSegment(t *testing.T) {
 
 func TestVersion(t *testing.T) {
 	name := createClosed(t, 100, nil)
-	patchFile(t, name, 8, []byte{2, 0, 0, 0})
+	patchFile(t, name, 8, []byte{shm.Version + 1, 0, 0, 0})
 	_, err := shm.Open(name)
 	wantErr(t, err, shm.ErrVersion, "open")
 	_, err = shm.Stat(name)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -60,7 +61,12 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	var se silentError
 	if !errors.As(err, &se) {
-		fmt.Fprintf(stderr, "ipc: %v\n", err)
+		// The library's errors already name the package ("ipc: dial …").
+		msg := err.Error()
+		if !strings.HasPrefix(msg, "ipc: ") {
+			msg = "ipc: " + msg
+		}
+		fmt.Fprintln(stderr, msg)
 	}
 	var ue usageError
 	switch {
@@ -90,7 +96,7 @@ robust cross-process primitives (package procsync) of github.com/ipcgo/ipc.`,
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newRaceCmd(), newShmCmd(), newBenchCmd())
+	root.AddCommand(newRaceCmd(), newShmCmd(), newBenchCmd(), newRPCCmd())
 	return root
 }
 

@@ -17,6 +17,7 @@ var (
 	ErrAddrInUse       = errors.New("ipc: address in use by a live listener")
 	ErrBadConfig       = errors.New("ipc: invalid configuration")
 	ErrVersion         = errors.New("ipc: protocol version mismatch")
+	ErrListenerBusy    = errors.New("ipc: listener busy")
 )
 
 // ErrTimeout is the error of a passed deadline: os.ErrDeadlineExceeded,

@@ -13,6 +13,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ipcgo/ipc/internal/kwait"
 )
 
 // How an FD waits. A descriptor registered with the runtime poller (epoll)
@@ -30,6 +32,17 @@ import (
 // connection with traffic, waits are far shorter than kernelWait. A socket
 // carries both directions on one descriptor: a call in one direction takes
 // a wait of the other out of the poller, back to ppoll (leavePoll).
+//
+// Only a busy connection waits in ppoll, though: one where a wait ended
+// less than kwait.Recent ago, and only while fewer than kwait.Max calls of
+// the process wait in their threads. Any other wait goes to the poller at
+// once. The runtime makes a thread for each goroutine that stays in a
+// system call while others are ready to run, and keeps it: 4,000
+// goroutines that began to wait on 4,000 idle connections at once left a
+// process with 190 threads when every wait began in ppoll, and leave it
+// with about as many as net.Conn's (5) now. The first wait of a connection
+// after a pause pays the poller's set-up (tens of microseconds); the waits
+// that follow, while messages keep coming, are in ppoll.
 //
 // kernelWait: two 5 ms slices, as the posixmq transport waits in the
 // kernel. A message that waits longer pays the poller's few system calls
@@ -56,6 +69,8 @@ type FD struct {
 
 	closed atomic.Bool
 	rd, wr fdOp
+
+	act kwait.Activity // when a call's wait last ended: busy or idle
 
 	mu      sync.Mutex // guards kick, waiting, and the ops' pf
 	kick    int        // eventfd that ends a wait in ppoll, or -1 (made at the first wait)
@@ -273,6 +288,7 @@ type fdOp struct {
 	inPoll, leave atomic.Bool
 	waitd         time.Duration // time waited in the kernel during this call
 	ready         bool          // the last ppoll found the descriptor ready
+	waited        bool          // this call waited, in ppoll or the poller
 }
 
 func (o *fdOp) init(d *FD, write bool) {
@@ -393,6 +409,9 @@ func (o *fdOp) do() (int, error) {
 	if err != nil { // closed before the call began
 		return 0, o.pathErr(os.ErrClosed)
 	}
+	if o.waited && o.err == nil {
+		o.d.act.Woke()
+	}
 	return o.n, o.err
 }
 
@@ -467,12 +486,25 @@ func (o *fdOp) advance(n int) bool {
 }
 
 // loop is the RawConn callback: it makes the call, waiting while it would
-// block, first in ppoll, then in the poller.
+// block, first in ppoll if the connection is busy and the process has a
+// thread to spare for it (kwait), then in the poller.
 func (o *fdOp) loop(fd uintptr) bool {
 	gosched := true
-	o.ready = false
+	o.ready, o.waited = false, false
 	spins := 0
+	held := false // a kwait place, while this call waits in ppoll
+	defer func() {
+		if held {
+			kwait.Release()
+		}
+	}()
 	for !o.attempt(fd) {
+		if !o.waited {
+			o.waited = true
+			if held = o.d.act.Begin(); !held {
+				o.waitd = kernelWait // idle, or threads enough wait: the poller
+			}
+		}
 		if o.ready {
 			// ppoll said ready, the call still would block: a socket
 			// may poll writable with less room than a packet needs. Do
@@ -482,12 +514,18 @@ func (o *fdOp) loop(fd uintptr) bool {
 			o.ready = false
 		}
 		if o.waitd >= kernelWait || spins > maxSpins {
+			if held {
+				kwait.Release()
+				held = false
+			}
 			if o.pollWait(fd) {
 				return true
 			}
 			// Not pollable, or traffic the other way (leavePoll): go
-			// on in ppoll, a slice at a time.
+			// on in ppoll, a slice at a time. Such a wait holds its
+			// thread whether or not a place is free; it counts if one is.
 			o.waitd, spins = 0, 0
+			held = kwait.TryAcquire()
 		}
 		if gosched {
 			// With a single P, let the goroutines that are ready run

@@ -15,6 +15,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ipcgo/ipc/internal/kwait"
 )
 
 // withKernelWait sets kernelWait for one test.
@@ -40,6 +42,10 @@ func inPpoll(d *FD) bool {
 	defer d.mu.Unlock()
 	return d.waiting > 0
 }
+
+// busy makes d's connection busy for the rest of the test: its waits
+// begin in ppoll (while kwait has a place for them).
+func busy(d *FD) { d.act.BusyFor(time.Hour) }
 
 // inPoller reports whether o waits in the runtime poller.
 func inPoller(o *fdOp) bool {
@@ -133,6 +139,7 @@ func TestFDKickInPpoll(t *testing.T) {
 	b := make([]byte, 16)
 	t.Run("close", func(t *testing.T) {
 		r, _ := newFDPipe(t)
+		busy(r)
 		ch := start(func() (int, error) { return r.Read(b) })
 		waitFor(t, "Read in ppoll", func() bool { return inPpoll(r) })
 		r.Close()
@@ -148,6 +155,7 @@ func TestFDKickInPpoll(t *testing.T) {
 	})
 	t.Run("deadline", func(t *testing.T) {
 		r, _ := newFDPipe(t)
+		busy(r)
 		ch := start(func() (int, error) { return r.Read(b) })
 		waitFor(t, "Read in ppoll", func() bool { return inPpoll(r) })
 		r.SetReadDeadline(time.Now())
@@ -157,6 +165,7 @@ func TestFDKickInPpoll(t *testing.T) {
 	})
 	t.Run("deadline inside a slice", func(t *testing.T) {
 		r, _ := newFDPipe(t)
+		busy(r)
 		r.SetReadDeadline(time.Now().Add(30 * time.Millisecond))
 		c := get(t, start(func() (int, error) { return r.Read(b) }))
 		if !errors.Is(c.err, os.ErrDeadlineExceeded) || c.at < 25*time.Millisecond {
@@ -165,6 +174,7 @@ func TestFDKickInPpoll(t *testing.T) {
 	})
 	t.Run("write close", func(t *testing.T) {
 		_, w := newFDPipe(t)
+		busy(w)
 		fill(t, w)
 		ch := start(func() (int, error) { return w.Write(make([]byte, 100)) })
 		waitFor(t, "Write in ppoll", func() bool { return inPpoll(w) })
@@ -175,6 +185,7 @@ func TestFDKickInPpoll(t *testing.T) {
 	})
 	t.Run("write deadline partial", func(t *testing.T) {
 		r, w := newFDPipe(t)
+		busy(w)
 		fill(t, w)
 		ch := start(func() (int, error) { return w.writev2(make([]byte, 8), make([]byte, 1<<20)) })
 		waitFor(t, "Write in ppoll", func() bool { return inPpoll(w) })
@@ -199,6 +210,7 @@ func TestFDKickInPpoll(t *testing.T) {
 	})
 	t.Run("context", func(t *testing.T) {
 		r, w := newFDPipe(t)
+		busy(r)
 		c := NewStreamConn(r, w, 1<<20, r, w)
 		ctx, cancel := context.WithCancel(context.Background())
 		ch := make(chan error, 1)
@@ -303,6 +315,76 @@ func TestFDPoller(t *testing.T) {
 	})
 }
 
+// TestFDIdleWaitsInPoller: the wait of a connection that was not busy a
+// moment ago goes to the poller at once, holding no thread, and once it
+// has had its data the connection is busy: the next wait is in ppoll.
+func TestFDIdleWaitsInPoller(t *testing.T) {
+	withKernelWait(t, time.Minute) // a wait in ppoll would be seen there
+	r, w := newFDPipe(t)
+	b := make([]byte, 16)
+	ch := start(func() (int, error) { return r.Read(b) })
+	waitFor(t, "Read in the poller", func() bool { return inPoller(&r.rd) })
+	w.Write([]byte("abc"))
+	if c := get(t, ch); c.err != nil || string(b[:c.n]) != "abc" {
+		t.Fatalf("Read: %q, %v", b[:c.n], c.err)
+	}
+	busy(r) // however late the next Read runs on a loaded machine
+	ch = start(func() (int, error) { return r.Read(b) })
+	waitFor(t, "the next Read in ppoll", func() bool { return inPpoll(r) })
+	if inPoller(&r.rd) {
+		t.Error("a busy connection's Read waits in the poller")
+	}
+	w.Write([]byte("de"))
+	if c := get(t, ch); c.err != nil || string(b[:c.n]) != "de" {
+		t.Fatalf("Read: %q, %v", b[:c.n], c.err)
+	}
+	if !r.act.Busy() {
+		t.Error("the connection does not count as busy right after a wait")
+	}
+}
+
+// TestFDWaitersBounded: when kwait.Max calls wait in their threads, the
+// wait of a busy connection goes to the poller too; once a place is free,
+// waits begin in ppoll again.
+func TestFDWaitersBounded(t *testing.T) {
+	withKernelWait(t, time.Minute)
+	if kwait.Held() != 0 {
+		t.Fatalf("%d kwait places held before the test", kwait.Held())
+	}
+	var fds []*FD
+	for range kwait.Max {
+		r, _ := newFDPipe(t)
+		busy(r)
+		fds = append(fds, r)
+		go r.Read(make([]byte, 1)) // ends with ErrClosed when the test ends
+		waitFor(t, "Read in ppoll", func() bool { return inPpoll(r) })
+	}
+	if kwait.Held() != int(kwait.Max) {
+		t.Fatalf("%d places held by %d waits in ppoll", kwait.Held(), kwait.Max)
+	}
+	r, w := newFDPipe(t)
+	busy(r)
+	b := make([]byte, 16)
+	ch := start(func() (int, error) { return r.Read(b) })
+	waitFor(t, "the busy Read beyond the bound in the poller", func() bool { return inPoller(&r.rd) })
+	w.Write([]byte("abc"))
+	if c := get(t, ch); c.err != nil || string(b[:c.n]) != "abc" {
+		t.Fatalf("Read: %q, %v", b[:c.n], c.err)
+	}
+	fds[0].Close()
+	waitFor(t, "the place given back", func() bool { return kwait.Held() == int(kwait.Max)-1 })
+	ch = start(func() (int, error) { return r.Read(b) })
+	waitFor(t, "Read in ppoll", func() bool { return inPpoll(r) })
+	w.Write([]byte("de"))
+	if c := get(t, ch); c.err != nil || string(b[:c.n]) != "de" {
+		t.Fatalf("Read: %q, %v", b[:c.n], c.err)
+	}
+	for _, d := range fds {
+		d.Close()
+	}
+	waitFor(t, "every place given back", func() bool { return kwait.Held() == 0 })
+}
+
 // TestFDNoAllocs checks that Send and Recv over FDs allocate nothing.
 func TestFDNoAllocs(t *testing.T) {
 	r, w := newFDPipe(t)
@@ -364,6 +446,7 @@ func (s *sockMsg) on(b []byte) unsafe.Pointer {
 // a RawRead waits for the packet, and neither allocates.
 func TestFDSocketRaw(t *testing.T) {
 	a, b := newFDSocketPair(t)
+	busy(b)
 	var sm, rm sockMsg
 	out := []byte("packet")
 	in := make([]byte, 64)
@@ -404,6 +487,7 @@ func TestFDSocketRaw(t *testing.T) {
 // and at once on Close.
 func TestFDSocketRawDeadlineClose(t *testing.T) {
 	_, b := newFDSocketPair(t)
+	busy(b)
 	var rm sockMsg
 	in := make([]byte, 64)
 	b.SetReadDeadline(time.Now().Add(20 * time.Millisecond))

@@ -26,6 +26,10 @@ type Options struct {
 	Spin           time.Duration
 	QueueDepth     int
 	QueueMsgSize   int
+	// SetupTimeout and MaxPendingSetups bound the set-ups of a listener
+	// (Backlog); zero means the default.
+	SetupTimeout     time.Duration
+	MaxPendingSetups int
 }
 
 // Conn is a message connection (ipc.Conn).

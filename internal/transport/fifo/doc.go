@@ -22,6 +22,12 @@
 //     reader, which no other process can open (the names are gone), so
 //     frames never interleave whatever their size: a message is one frame
 //     (internal/frame) of any length up to Options.MaxMessageSize.
+//   - Nothing in the listener's answer waits for the client (the answer is
+//     one non-blocking write into a FIFO that is new), and the reader of the
+//     control FIFO finds requests among any other bytes written there, so
+//     that no client can hold up another. The connections answered wait in
+//     a transport.Backlog for Accept, at most Options.MaxPendingSetups;
+//     beyond, a client is answered "busy" (ErrListenerBusy).
 //
 // A peer that dies closes its ends: the other side's Recv returns io.EOF
 // and its Send fails with EPIPE, reported as io.EOF. Listener.Close

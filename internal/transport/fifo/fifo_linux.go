@@ -3,15 +3,18 @@
 package fifo
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -37,11 +40,11 @@ const (
 	ackMagic = "IPCA"
 	reqConn  = 1 // request type: connect
 
-	ackOK         = 0
-	ackBadVersion = 1
+	ackOK         = transport.AnswerOK
+	ackBadVersion = transport.AnswerBadVersion
+	ackBusy       = transport.AnswerBusy
 
-	idLen   = 16 // random bytes of a connection id
-	backlog = 64 // accepted connections waiting for Accept
+	idLen = 16 // random bytes of a connection id
 
 	pollSlice = 50 * time.Millisecond // Dial re-checks ctx and the listener this often
 	resend    = time.Second           // Dial repeats its request this often
@@ -64,7 +67,7 @@ func Listen(path string, o *transport.Options) (transport.Listener, error) {
 		return nil, err
 	}
 	l := &listener{path: path, o: o, ctl: ctl, ino: st.Ino, dev: st.Dev,
-		backlog: transport.NewBacklog(backlog)}
+		backlog: transport.NewBacklog(o)}
 	l.wg.Add(1)
 	go l.loop()
 	return l, nil
@@ -204,59 +207,109 @@ func (l *listener) loop() {
 			return // closed (the listener holds a writer, so never EOF)
 		}
 		have += n
-		off := 0
-		for ; have-off >= ReqSize; off += ReqSize {
-			if !l.handle(buf[off : off+ReqSize]) {
-				off = have // not a request: drop what is buffered to realign
-				break
-			}
-		}
+		off := nextRequest(buf[:have], l.handle)
 		have = copy(buf, buf[off:have])
 	}
 }
 
-// handle answers one request and queues its connection. It returns false
-// if req is not a request at all.
-func (l *listener) handle(req []byte) bool {
-	if string(req[:4]) != reqMagic {
-		return false
+// nextRequest hands each request in b to handle and returns how many bytes
+// of b it has used up; the rest is the start of a request still to come.
+// Requests are written whole (PIPE_BUF), but anyone who may write the
+// control FIFO can write other bytes between them, or the head of a request
+// and no more. The reader skips to the next magic, and takes 64 bytes from
+// a magic for a request only if they look like one: no other magic begins
+// inside, and for version 1 its zero bytes are zero. Otherwise they are a cut-off request followed by the start of
+// another, and it skips to the next magic after the first.
+func nextRequest(b []byte, handle func(req []byte)) int {
+	magic := []byte(reqMagic)
+	off := 0
+	for {
+		i := bytes.Index(b[off:], magic)
+		if i < 0 {
+			// Keep what could be the start of a magic.
+			return max(off, len(b)-(len(magic)-1))
+		}
+		off += i
+		if len(b)-off < ReqSize {
+			return off
+		}
+		req := b[off : off+ReqSize]
+		// Cut off if another magic begins inside, which may need bytes
+		// still to come; a request of another version (answered "version
+		// not supported") may have another layout.
+		end := off + ReqSize + len(magic) - 1
+		if bytes.Contains(b[off+1:min(end, len(b))], magic) || (req[4] == Version && !zeroesZero(req)) {
+			off++
+			continue
+		}
+		if end > len(b) && bytes.HasPrefix(magic, b[off+ReqSize:]) && magicTail(req) {
+			return off
+		}
+		handle(req)
+		off += ReqSize
 	}
+}
+
+// zeroesZero reports whether the bytes of a version-1 request that must be
+// zero are.
+func zeroesZero(req []byte) bool {
+	return req[6] == 0 && req[7] == 0 && !slices.ContainsFunc(req[28:], func(c byte) bool { return c != 0 })
+}
+
+// magicTail reports whether req ends with the start of a magic.
+func magicTail(req []byte) bool {
+	for n := 1; n < len(reqMagic); n++ {
+		if bytes.HasSuffix(req, []byte(reqMagic[:n])) {
+			return true
+		}
+	}
+	return false
+}
+
+// handle answers one request and queues its connection, unless the
+// listener holds MaxPendingSetups connections already: then it answers
+// "busy". Whatever happens, the connection's names are gone afterwards.
+// Nothing here waits for the client: the answer goes into a FIFO that is
+// new (a client that filled it is dropped).
+func (l *listener) handle(req []byte) {
 	if req[5] != reqConn {
-		return false
+		return
 	}
 	base := l.path + "." + hex.EncodeToString(req[8:8+idLen])
-	ver := req[4]
+	l.backlog.Do(func(busy bool) (transport.Conn, error) {
+		return l.answer(base, transport.AnswerStatus(req[4], Version, busy))
+	})
+}
+
+// errRefused is the set-up error of a client answered with a refusal.
+var errRefused = errors.New("fifo: client refused")
+
+// answer opens the listener's ends of the pair at base, answers status and
+// removes the names; it returns the connection if status is ackOK.
+func (l *listener) answer(base string, status byte) (transport.Conn, error) {
 	// The names go once the answer is written: a client that finds them
 	// gone without an answer knows its request was dropped.
 	defer func() {
 		removeFIFO(base + ".c2s")
 		removeFIFO(base + ".s2c")
 	}()
-	r, w, err := openServerEnds(base)
+	r, w, err := openServerEnds(base, ack(status))
 	if err != nil {
-		return true // the client is gone or the names were not what they should be
+		return nil, err // the client is gone, filled its FIFO, or the names were not what they should be
 	}
-	if ver != Version {
-		_, _ = w.Write(ack(ackBadVersion))
+	if status != ackOK {
 		r.Close()
 		w.Close()
-		return true
+		return nil, errRefused
 	}
-	if _, err := w.Write(ack(ackOK)); err != nil {
-		r.Close()
-		w.Close()
-		return true
-	}
-	removeFIFO(base + ".c2s")
-	removeFIFO(base + ".s2c")
-	c := transport.NewStreamConn(r, w, l.o.MaxMessageSize, r, w)
-	l.backlog.Offer(c)
-	return true
+	return transport.NewStreamConn(r, w, l.o.MaxMessageSize, r, w), nil
 }
 
-// openServerEnds opens the listener's ends of the pair at base: the read
-// end of .c2s, the write end of .s2c.
-func openServerEnds(base string) (r, w *transport.FD, err error) {
+// openServerEnds opens the listener's ends of the pair at base, the read
+// end of .c2s and the write end of .s2c, and writes answer on .s2c
+// without waiting: the FIFO is new, so only a client that filled it
+// itself makes the write fail.
+func openServerEnds(base string, answer []byte) (r, w *transport.FD, err error) {
 	rfd, err := unix.Open(base+".c2s", unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return nil, nil, err
@@ -276,6 +329,14 @@ func openServerEnds(base string) (r, w *transport.FD, err error) {
 		unix.Close(rfd)
 		unix.Close(wfd)
 		return nil, nil, unix.EINVAL
+	}
+	if n, err := unix.Write(wfd, answer); n != len(answer) || err != nil {
+		unix.Close(rfd)
+		unix.Close(wfd)
+		if err == nil {
+			err = io.ErrShortWrite
+		}
+		return nil, nil, err
 	}
 	// Out of the runtime poller (transport.FD).
 	if r, err = transport.NewFD(rfd, base+".c2s"); err != nil {
@@ -301,6 +362,9 @@ func ack(status byte) []byte {
 func (l *listener) Accept(ctx context.Context) (transport.Conn, error) {
 	return l.backlog.Accept(ctx)
 }
+
+// SetupStats returns the counts of the listener's set-ups.
+func (l *listener) SetupStats() transport.SetupStats { return l.backlog.Stats() }
 
 // Close stops accepting, closes the connections not yet accepted and
 // removes the control FIFO and the connection FIFOs that clients left.
@@ -558,6 +622,9 @@ func checkAck(b []byte) error {
 	}
 	if b[5] == ackBadVersion || b[4] != Version {
 		return fmt.Errorf("%w: the FIFO listener speaks version %d, this client %d", ipcerr.ErrVersion, b[4], Version)
+	}
+	if b[5] == ackBusy {
+		return fmt.Errorf("%w: the FIFO listener has as many connections pending as it allows", ipcerr.ErrListenerBusy)
 	}
 	if b[5] != ackOK {
 		return fmt.Errorf("%w: FIFO listener answered status %d", ipcerr.ErrCorruptFrame, b[5])

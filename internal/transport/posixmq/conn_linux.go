@@ -20,6 +20,7 @@ import (
 
 	"github.com/ipcgo/ipc/internal/frame"
 	"github.com/ipcgo/ipc/internal/ipcerr"
+	"github.com/ipcgo/ipc/internal/kwait"
 	"github.com/ipcgo/ipc/internal/transport"
 )
 
@@ -57,6 +58,14 @@ import (
 // notices, while a message that waits longer pays the poller's few system
 // calls and wake-up (tens of microseconds) on a wait a hundred times
 // longer.
+//
+// A wait begins in the kernel only on a busy queue (a wait on it ended
+// less than kwait.Recent ago) and while fewer than kwait.Max calls of the
+// process hold their threads so; otherwise it begins in the poller. The
+// runtime makes a thread for each call that stays in the kernel while
+// other goroutines are ready to run, and keeps it: many goroutines that
+// begin to wait on idle queues at once would leave the process with as
+// many threads.
 const slice = 5 * time.Millisecond
 
 // pollSlice bounds a wait in the poller: the call tests the peer's
@@ -85,6 +94,8 @@ type side struct {
 	zero  unix.Timespec // a timeout in the past: the call does not wait
 	probe bool          // use zero, not until
 	errno syscall.Errno // the result
+
+	act kwait.Activity // when a wait on the queue last ended: busy or idle
 
 	mu     sync.Mutex // orders the moves of pf's deadline by poll, cancellation and SetDeadline
 	pf     *os.File   // while a call waits in the poller: a duplicate of f's descriptor, registered there
@@ -235,12 +246,37 @@ func (s *side) result() error {
 // the processor from them until the runtime takes it back (from 20 µs to
 // 10 ms later), and when the peer is a goroutine of this process that
 // needs that processor, the wait would last as long.
+//
+// Only a busy connection waits in the kernel, and only while a place is
+// free (kwait): on an idle queue, or when enough calls of the process hold
+// their threads already, the call goes to the poller at once.
 func wait(ctx context.Context, s *side, dl *transport.Deadline, alive func() bool) error {
 	switch err := s.once(true); err {
 	case unix.ETIMEDOUT, unix.EINTR:
 	default:
 		return err
 	}
+	var err error
+	if s.act.Begin() {
+		err = s.kernelWait(ctx, dl, alive, true)
+	} else if err = s.poll(ctx, dl, alive); err == errNoPoll {
+		err = s.kernelWait(ctx, dl, alive, false)
+	}
+	if err == nil {
+		s.act.Woke()
+	}
+	return err
+}
+
+// kernelWait is wait's wait in the kernel, a slice at a time, then in the
+// poller. held: the call holds a kwait place, given back when the wait
+// leaves the kernel.
+func (s *side) kernelWait(ctx context.Context, dl *transport.Deadline, alive func() bool, held bool) error {
+	defer func() {
+		if held {
+			kwait.Release()
+		}
+	}()
 	runtime.Gosched()
 	fresh := false // s.until was set during this wait
 	for {
@@ -265,6 +301,10 @@ func wait(ctx context.Context, s *side, dl *transport.Deadline, alive func() boo
 			return err
 		}
 		if fresh {
+			if held {
+				kwait.Release()
+				held = false
+			}
 			if err := s.poll(ctx, dl, alive); err != errNoPoll {
 				return err
 			}

@@ -17,7 +17,10 @@
 //     and the queues <name>.<id>.c2s and <name>.<id>.s2c with its own
 //     Options (Perm, QueueDepth, QueueMsgSize), posts a 64-byte request, and
 //     waits for the listener's acknowledgement on .s2c. The listener opens
-//     the queues and the liveness file and unlinks all three names.
+//     the queues and the liveness file and unlinks all three names. Nothing
+//     there waits for the client; the connections answered wait in a
+//     transport.Backlog for Accept, at most Options.MaxPendingSetups, and
+//     beyond a client is answered "busy" (ErrListenerBusy).
 //   - Each side holds an OFD write lock on its own byte of the liveness
 //     file (client byte 0, listener byte 1). The kernel drops the lock when
 //     the holder closes the connection or dies, by any signal: a Send or
@@ -45,6 +48,13 @@
 // While a call waits in the kernel, its thread keeps the processor
 // (GOMAXPROCS) until the runtime takes it back, from 20 µs to 10 ms later:
 // with GOMAXPROCS 1, other goroutines may wait that long to run.
+//
+// Only a busy queue's wait begins in the kernel: one on which a wait ended
+// less than 10 ms ago, while fewer than max(4, CPUs) calls of the process
+// wait in their threads (internal/kwait). Any other wait begins in the
+// poller, so that many goroutines waiting on idle queues hold no threads;
+// it then pays the poller's set-up (tens of microseconds) and misses the
+// kernel's direct hand-off for that one message.
 //
 // The listener's control queue is non-blocking and waited on in the
 // poller only.

@@ -37,11 +37,11 @@ const (
 	ackMagic = "IPCK"
 	reqConn  = 1
 
-	ackOK         = 0
-	ackBadVersion = 1
+	ackOK         = transport.AnswerOK
+	ackBadVersion = transport.AnswerBadVersion
+	ackBusy       = transport.AnswerBusy
 
-	idLen   = 16
-	backlog = 64
+	idLen = 16
 
 	// lockDir holds the listeners' lock files and the connections'
 	// liveness files.
@@ -113,7 +113,7 @@ func Listen(name string, o *transport.Options) (transport.Listener, error) {
 	}
 	removeLeftovers(name)
 	l := &listener{name: name, o: o, ctl: ctl, lock: lock,
-		backlog: transport.NewBacklog(backlog)}
+		backlog: transport.NewBacklog(o)}
 	l.wg.Add(1)
 	go l.loop()
 	return l, nil
@@ -259,13 +259,27 @@ func (l *listener) loop() {
 	}
 }
 
-// handle answers one request and queues its connection. Whatever happens,
-// the connection's names are gone afterwards.
+// handle answers one request and queues its connection, unless the
+// listener holds MaxPendingSetups connections already: then it answers
+// "busy". Whatever happens, the connection's names are gone afterwards.
+// Nothing here waits for the client.
 func (l *listener) handle(req []byte) {
 	if string(req[:4]) != reqMagic || req[5] != reqConn {
 		return
 	}
 	id := hex.EncodeToString(req[8 : 8+idLen])
+	l.backlog.Do(func(busy bool) (transport.Conn, error) {
+		return l.answer(id, transport.AnswerStatus(req[4], Version, busy))
+	})
+}
+
+// errRefused is the set-up error of a client answered with a refusal.
+var errRefused = errors.New("posixmq: client refused")
+
+// answer opens the listener's ends of connection id, answers status and
+// unlinks the connection's names; it returns the connection if status is
+// ackOK.
+func (l *listener) answer(id string, status byte) (transport.Conn, error) {
 	live := livePath(l.name, id)
 	c2s, s2c := connQueue(l.name, id, "c2s"), connQueue(l.name, id, "s2c")
 	unlink := func() {
@@ -276,11 +290,7 @@ func (l *listener) handle(req []byte) {
 	a, err := openServerEnds(live, c2s, s2c)
 	if err != nil {
 		unlink()
-		return
-	}
-	status := byte(ackOK)
-	if req[4] != Version {
-		status = ackBadVersion
+		return nil, err
 	}
 	ack := make([]byte, AckSize)
 	copy(ack, ackMagic)
@@ -290,12 +300,14 @@ func (l *listener) handle(req []byte) {
 	a.w.buf, a.w.prio = ack, MaxPriority
 	err = a.w.once(true)
 	unlink() // after the answer: the client takes names gone without an answer for a refusal
-	if err != nil || status != ackOK {
-		a.close()
-		return
+	if err == nil && status != ackOK {
+		err = errRefused
 	}
-	c := newConn(a.r, a.w, a.rsize, a.wsize, a.live, clientByte, l.o.MaxMessageSize)
-	l.backlog.Offer(c)
+	if err != nil {
+		a.close()
+		return nil, err
+	}
+	return newConn(a.r, a.w, a.rsize, a.wsize, a.live, clientByte, l.o.MaxMessageSize), nil
 }
 
 type ends struct {
@@ -386,6 +398,9 @@ func lockByte(f *os.File, off int64) error {
 func (l *listener) Accept(ctx context.Context) (transport.Conn, error) {
 	return l.backlog.Accept(ctx)
 }
+
+// SetupStats returns the counts of the listener's set-ups.
+func (l *listener) SetupStats() transport.SetupStats { return l.backlog.Stats() }
 
 // Close unlinks the control queue, releases the lock file, closes the
 // connections not yet accepted and removes what dead clients left.
@@ -493,6 +508,8 @@ func Dial(ctx context.Context, name string, o *transport.Options) (transport.Con
 		return nil, fmt.Errorf("%w: bad answer %x from the POSIX queue listener", ipcerr.ErrCorruptFrame, buf[:n])
 	case buf[5] == ackBadVersion || buf[4] != Version:
 		return nil, fmt.Errorf("%w: the POSIX queue listener speaks version %d, this client %d", ipcerr.ErrVersion, buf[4], Version)
+	case buf[5] == ackBusy:
+		return nil, fmt.Errorf("%w: the POSIX queue listener has as many connections pending as it allows", ipcerr.ErrListenerBusy)
 	case buf[5] != ackOK:
 		return nil, fmt.Errorf("%w: POSIX queue listener answered status %d", ipcerr.ErrCorruptFrame, buf[5])
 	}

@@ -1124,6 +1124,11 @@ func TestBadNames(t *testing.T) {
 // after, and returns where their results arrive.
 func blockedCalls(t *testing.T, s *Conn, ctx context.Context, after time.Duration) (recv, send <-chan error) {
 	t.Helper()
+	if after < slice {
+		// Busy queues: the calls begin their waits in the kernel.
+		s.r.act.BusyFor(time.Hour)
+		s.w.act.BusyFor(time.Hour)
+	}
 	for range 10 {
 		if err := s.Send(ctxFor(t, 5*time.Second), []byte("fill")); err != nil {
 			t.Fatal(err)
@@ -1277,8 +1282,9 @@ func TestDeadlineWithinSlice(t *testing.T) {
 		t.Errorf("arm past the context's deadline: %v", err)
 	}
 
-	// And the calls, on a queue that stays empty: they end at their
-	// deadline, never before.
+	// And the calls, on a busy queue that stays empty (the waits begin in
+	// the kernel): they end at their deadline, never before.
+	s.r.act.BusyFor(time.Hour)
 	// "Never before" is checked against the deadline itself: a start time
 	// read after the deadline was set is later than the deadline's base.
 	for _, d := range []time.Duration{slice / 3, slice + slice/2, 3*slice + 1} {
@@ -1304,6 +1310,51 @@ func TestDeadlineWithinSlice(t *testing.T) {
 			t.Errorf("Recv with a context of %v: %v after %v", d, err, took)
 		}
 		t.Logf("Recv with a context of %v: deadline exceeded after %v", d, took.Round(10*time.Microsecond))
+	}
+}
+
+// TestIdleWaitInPoller: a Recv on a queue that was not busy a moment ago
+// waits in the poller from the start, holding no thread; after it got its
+// message the queue counts as busy.
+func TestIdleWaitInPoller(t *testing.T) {
+	name := queueName(t)
+	l := listen(t, name, opts())
+	c := dial(t, name, opts())
+	s := accept(t, l)
+	got := make(chan error, 1)
+	go func() {
+		m, err := s.Recv(ctxFor(t, 5*time.Second), nil)
+		if err == nil && string(m) != "hi" {
+			err = fmt.Errorf("got %q", m)
+		}
+		got <- err
+	}()
+	inPoll := func() bool {
+		s.r.mu.Lock()
+		defer s.r.mu.Unlock()
+		return s.r.pf != nil
+	}
+	// In the kernel the call would stay a slice (5 ms) before it went to
+	// the poller; the first look is well within it on an idle machine,
+	// and the test does not depend on it.
+	start := time.Now()
+	for !inPoll() {
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("Recv not in the poller after 5 s")
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	if s.r.act.Busy() {
+		t.Error("a new connection counts as busy")
+	}
+	if err := c.Send(ctxFor(t, 5*time.Second), []byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	if !s.r.act.Busy() {
+		t.Error("the queue does not count as busy right after a wait")
 	}
 }
 

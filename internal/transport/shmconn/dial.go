@@ -4,10 +4,13 @@ package shmconn
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/ipcgo/ipc/internal/ipcerr"
@@ -26,10 +29,9 @@ func init() {
 	})
 }
 
-// HandshakeTimeout bounds the set-up of a connection, on both sides, when
-// the context allows longer: a client that connects and says nothing
-// cannot hold Accept longer than this.
-const HandshakeTimeout = 5 * time.Second
+// busyWait bounds the write of the hello that refuses a client when the
+// listener is busy: the socket is new, so the write never has to wait.
+const busyWait = 100 * time.Millisecond
 
 // setupMax bounds the messages of the set-up socket.
 const setupMax = 4096
@@ -58,11 +60,18 @@ func unixDriver() (transport.Driver, error) {
 	return d, nil
 }
 
-// Listener accepts shm connections at a Unix socket.
+// Listener accepts shm connections at a Unix socket. A goroutine of its
+// own accepts the clients' sockets and sets each connection up in a
+// transport.Backlog: set-ups run concurrently, each bounded by
+// Options.SetupTimeout, at most Options.MaxPendingSetups at a time
+// (counting those set up and waiting for Accept).
 type Listener struct {
 	l    transport.Listener
 	o    transport.Options
 	path string
+	b    *transport.Backlog
+	wg   sync.WaitGroup
+	once sync.Once
 }
 
 // Listen creates the Unix socket at path, as the unix:// transport does
@@ -77,37 +86,82 @@ func Listen(path string, o *transport.Options) (*Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Listener{l: l, o: *o, path: path}, nil
+	sl := &Listener{l: l, o: *o, path: path, b: transport.NewBacklog(o)}
+	sl.wg.Add(1)
+	go sl.loop()
+	return sl, nil
 }
 
-// Accept waits for a client and sets its connection up. A client whose
-// set-up fails (refused credentials, another version, a client that goes
-// away or says nothing for HandshakeTimeout) is told why when possible and
-// dropped, and Accept waits for the next one.
+// Accept returns the next connection set up. A client whose set-up fails
+// (refused credentials, another version, a client that goes away or says
+// nothing for SetupTimeout) is told why when possible and dropped without
+// Accept seeing it.
 func (l *Listener) Accept(ctx context.Context) (transport.Conn, error) {
+	return l.b.Accept(ctx)
+}
+
+// loop accepts the clients' sockets until Close and starts their set-ups.
+func (l *Listener) loop() {
+	defer l.wg.Done()
+	pause := time.Duration(0)
 	for {
-		c, err := l.l.Accept(ctx)
+		c, err := l.l.Accept(context.Background())
 		if err != nil {
-			return nil, err
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of descriptors or memory: wait a little, as net/http's
+			// server does, and try again.
+			pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+			select {
+			case <-time.After(pause):
+				continue
+			case <-l.b.Stopped():
+				return
+			}
 		}
+		pause = 0
 		sc, ok := c.(setupConn)
-		if !ok {
+		if !ok { // package sock's unix connections all are
 			c.Close()
-			return nil, fmt.Errorf("%w: unix connections without descriptor passing", ipcerr.ErrUnsupported)
+			continue
 		}
-		conn, err := serverHandshake(ctx, sc, &l.o)
-		if err == nil {
+		l.b.Go(func(ctx context.Context) (transport.Conn, error) {
+			conn, err := serverHandshake(ctx, sc, &l.o)
+			if err != nil {
+				sc.Close()
+				return nil, err
+			}
 			return conn, nil
-		}
-		sc.Close()
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
+		}, func() { refuseBusy(sc) })
 	}
 }
 
-// Close stops listening and removes the socket file.
-func (l *Listener) Close() error { return l.l.Close() }
+// refuseBusy tells a client that the listener holds MaxPendingSetups
+// connections already, and closes its socket.
+func refuseBusy(sc setupConn) {
+	ctx, cancel := context.WithTimeout(context.Background(), busyWait)
+	reply := hello{version: helloVersion, role: roleServer, status: statusBusy}
+	_ = sc.Send(ctx, reply.encode())
+	cancel()
+	sc.Close()
+}
+
+// Close stops listening, removes the socket file, ends the set-ups under
+// way and closes the connections set up and not accepted.
+func (l *Listener) Close() error {
+	err := net.ErrClosed
+	l.once.Do(func() {
+		l.b.Stop()
+		err = l.l.Close()
+		l.wg.Wait()
+		l.b.Drain()
+	})
+	return err
+}
+
+// SetupStats returns the counts of the listener's set-ups.
+func (l *Listener) SetupStats() transport.SetupStats { return l.b.Stats() }
 
 // Addr returns the socket's path.
 func (l *Listener) Addr() string { return l.path }
@@ -119,9 +173,9 @@ func allowed(uids []int, uid int) bool {
 // segmentSize is the data area holding two rings of capacity bytes.
 func segmentSize(capacity int) int { return 2 * (shm.RingSize(capacity) + shm.Align) }
 
-func serverHandshake(ctx context.Context, sc setupConn, o *transport.Options) (*Conn, error) {
-	hctx, cancel := context.WithTimeout(ctx, HandshakeTimeout)
-	defer cancel()
+// serverHandshake sets up the connection of sc under ctx, which ends at
+// the set-up's deadline.
+func serverHandshake(hctx context.Context, sc setupConn, o *transport.Options) (*Conn, error) {
 	cred, err := sc.PeerCred()
 	if err != nil {
 		return nil, err
@@ -196,7 +250,7 @@ func Dial(ctx context.Context, path string, o *transport.Options) (*Conn, error)
 }
 
 func clientHandshake(ctx context.Context, sc setupConn, o *transport.Options) (*Conn, error) {
-	hctx, cancel := context.WithTimeout(ctx, HandshakeTimeout)
+	hctx, cancel := context.WithTimeout(ctx, setupTimeout(o))
 	defer cancel()
 	cred, err := sc.PeerCred()
 	if err != nil {
@@ -207,7 +261,11 @@ func clientHandshake(ctx context.Context, sc setupConn, o *transport.Options) (*
 	}
 	h := hello{version: helloVersion, role: roleClient, ringSize: uint64(o.RingSize), maxMsg: uint64(o.MaxMessageSize)}
 	if err := sc.Send(hctx, h.encode()); err != nil {
-		return nil, ctxErr(ctx, err)
+		if !errors.Is(err, io.EOF) {
+			return nil, ctxErr(ctx, err)
+		}
+		// The server closed the socket, maybe after a hello that says why
+		// (a busy listener answers without reading): read it.
 	}
 	b, files, err := sc.RecvFiles(hctx, nil)
 	if err != nil {
@@ -239,6 +297,14 @@ func clientHandshake(ctx context.Context, sc setupConn, o *transport.Options) (*
 	return newConn(sc, seg, tx, rx, cred, optsLike{max: o.MaxMessageSize, spin: o.Spin}), nil
 }
 
+// setupTimeout is o's SetupTimeout, or its default.
+func setupTimeout(o *transport.Options) time.Duration {
+	if o.SetupTimeout > 0 {
+		return o.SetupTimeout
+	}
+	return transport.DefaultSetupTimeout
+}
+
 // serverHello checks the server's hello and the descriptors that came with
 // it, and returns the segment's file; every other file is closed.
 func serverHello(b []byte, files []*os.File) (*os.File, hello, error) {
@@ -250,6 +316,8 @@ func serverHello(b []byte, files []*os.File) (*os.File, hello, error) {
 			err = fmt.Errorf("%w: the server does not speak shm protocol %d", ipcerr.ErrVersion, helloVersion)
 		case statusNotAllowed:
 			err = fmt.Errorf("%w: refused by the server", ipcerr.ErrPeerNotAllowed)
+		case statusBusy:
+			err = fmt.Errorf("%w: the server has as many connections pending as it allows", ipcerr.ErrListenerBusy)
 		default:
 			err = fmt.Errorf("shmconn: the server failed to set the connection up (status %d)", h.status)
 		}

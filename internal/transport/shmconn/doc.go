@@ -15,9 +15,17 @@
 // clean up) holding the two rings of Options.RingSize bytes each, and sends
 // its own hello with the memfd attached (SCM_RIGHTS). The client maps the
 // segment (shm.OpenFile). A refused client gets ErrPeerNotAllowed, a client
-// or server speaking another version ErrVersion; Accept itself carries on
-// with the next client when a set-up fails, so one bad client cannot make a
-// server's accept loop stop.
+// or server speaking another version ErrVersion.
+//
+// The listener accepts the clients' sockets in a goroutine of its own and
+// runs each set-up in another (transport.Backlog), under a deadline of its
+// own, Options.SetupTimeout: a client that connects and says nothing, or
+// half a hello, is dropped at its deadline and holds up no other client.
+// Accept returns the connections set up, never a failed one. At most
+// Options.MaxPendingSetups connections are held being set up or waiting
+// for Accept; beyond, a new client is answered at once with the status
+// "busy" (ErrListenerBusy) and its socket closed, so that a flood cannot
+// make the listener hold more descriptors or memory than that.
 //
 // # Liveness
 //
@@ -47,10 +55,16 @@
 //
 // A blocked call spins for Options.Spin (re-checking the ring, reading the
 // clock only every 128 turns and yielding the processor to other goroutines
-// every 2048), then sets the ring's waiting flag and sleeps on it with
-// futex(2) for at most 10 ms at a time. The other side makes the wake-up
-// system call only when the flag is set, so a busy connection makes no
-// system calls at all. The spin is bounded, so two processes spinning on one
+// every 2048), then sets the ring's waiting flag and sleeps on it. The
+// other side makes the wake-up system call only when the flag is set, so a
+// busy connection makes no system calls at all. A busy ring's waiter (a
+// wait on it ended less than 10 ms ago) sleeps in its thread with
+// futex(2), for 10 ms at most and while fewer than max(4, CPUs) calls of
+// the process wait in their threads; any other joins a hub that sleeps in
+// one futex_waitv(2) for up to 127 waiters (one thread for them all) and
+// passes the wake-up on through a channel, some microseconds later than a
+// sleeper in its own thread would wake. The peer wakes the same word
+// either way. The spin is bounded, so two processes spinning on one
 // processor (each waiting for the other) cost each other at most Spin
 // before both sleep; a waiting receiver watches the header word of the next
 // record rather than the sender's index, so that a message arrives with its

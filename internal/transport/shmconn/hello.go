@@ -23,6 +23,7 @@ const (
 	statusVersion    = 1 // the server does not speak the client's version
 	statusNotAllowed = 2 // the client's uid is not in AllowUIDs
 	statusFailed     = 3 // the server could not set the connection up
+	statusBusy       = 4 // the server holds MaxPendingSetups connections already
 
 	// ring names in the segment
 	ringC2S = "ipc.c2s"

@@ -28,8 +28,11 @@
 // it is made: PeerCred on UnixConn and PacketConn. With Options.AllowUIDs
 // set, Dial fails with ErrPeerNotAllowed if the listening process runs as
 // another uid, and Accept closes connections from other uids and goes on
-// waiting: such peers are never handed out, nothing is logged, and the peer
-// sees its connection closed (io.EOF).
+// waiting: such peers are never handed out, nothing is logged (the
+// listener's SetupStats counts them as Failed), and the peer sees its
+// connection closed (io.EOF). The check needs nothing from the peer, so it
+// runs in Accept and no client can make it wait: a client that connects
+// and sends nothing is an accepted connection like any other.
 //
 // # Descriptor passing
 //

@@ -41,6 +41,7 @@ type listener struct {
 	turn   chan struct{}
 	done   chan struct{}
 	closed atomic.Bool
+	failed atomic.Uint64 // connections wrap skipped
 }
 
 func newListener(nl net.Listener, setDL func(time.Time) error, wrap func(net.Conn) transport.Conn) *listener {
@@ -78,7 +79,15 @@ func (l *listener) Accept(ctx context.Context) (transport.Conn, error) {
 		if c := l.wrap(nc); c != nil {
 			return c, nil
 		}
+		l.failed.Add(1)
 	}
+}
+
+// SetupStats counts the connections Accept closed and skipped (peers not
+// allowed). The set-up needs nothing from the peer, so none is ever
+// pending: it runs in Accept.
+func (l *listener) SetupStats() transport.SetupStats {
+	return transport.SetupStats{Failed: l.failed.Load()}
 }
 
 // Close stops listening, removes the socket file Listen created (if it is

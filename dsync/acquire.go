@@ -1,0 +1,164 @@
+package dsync
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"net"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// claim describes what an acquisition creates: one of keys (a mutex has
+// one, a semaphore one per permit), watched through filter.
+type claim struct {
+	op     string
+	name   string
+	keys   []string
+	filter string
+	rec    record
+}
+
+// acquire creates one of the claim's keys; with wait it watches them and
+// tries again each time one is deleted or expires.
+//
+// A key is taken with a Create (a publish that expects no live message on
+// the key's subject) carrying a per-key TTL; the revision it gets is the
+// fencing token. When every key is taken and wait is set, the waiter
+// watches the keys (updates only, from before its next attempt, so no
+// deletion between a failed attempt and the wait is missed) and tries
+// again on every deletion or expiry marker, and at the latest after one
+// TTL (a watch can miss updates across a reconnection).
+func (c *Client) acquire(ctx context.Context, cl claim, wait bool) (*Lease, error) {
+	if c.isClosed() {
+		return nil, opErr(cl.op, cl.name, net.ErrClosed)
+	}
+	var w jetstream.KeyWatcher
+	defer func() {
+		if w != nil {
+			_ = w.Stop()
+		}
+	}()
+	pending := map[string]time.Time{} // attempts whose outcome is unknown
+	var lastErr error
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, opErr(cl.op, cl.name, err)
+		}
+		if c.isClosed() {
+			return nil, opErr(cl.op, cl.name, net.ErrClosed)
+		}
+		busy := 0
+		start := 0
+		if len(cl.keys) > 1 {
+			start = rand.IntN(len(cl.keys))
+		}
+		for i := range cl.keys {
+			key := cl.keys[(start+i)%len(cl.keys)]
+			rec := cl.rec
+			rec.Lease = randomID(8)
+			sent := time.Now()
+			rctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+			rev, err := c.kv.Create(rctx, key, rec.encode(), jetstream.KeyTTL(c.cfg.TTL))
+			cancel()
+			if err == nil {
+				l, err := c.newLease(cl.name, key, rec, rev, sent)
+				return l, opErr(cl.op, cl.name, err)
+			}
+			if errors.Is(err, jetstream.ErrKeyExists) || isWrongLastSeq(err) {
+				busy++
+				continue
+			}
+			if ctx.Err() != nil {
+				return nil, opErr(cl.op, cl.name, ctx.Err())
+			}
+			if !transient(err) {
+				return nil, opErr(cl.op, cl.name, err)
+			}
+			pending[rec.Lease] = sent
+			lastErr = err
+		}
+		if !wait {
+			if busy == len(cl.keys) {
+				return nil, opErr(cl.op, cl.name, ErrWouldBlock)
+			}
+			return nil, opErr(cl.op, cl.name, lastErr)
+		}
+		if w == nil {
+			var err error
+			w, err = c.kv.Watch(ctx, cl.filter, jetstream.UpdatesOnly())
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil, opErr(cl.op, cl.name, ctx.Err())
+				}
+				w = nil
+				if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
+					return nil, opErr(cl.op, cl.name, err)
+				}
+			}
+			// Try again at once: a deletion before the watch began would
+			// otherwise be missed.
+			continue
+		}
+		l, err := c.awaitFree(ctx, cl, w, pending, busy < len(cl.keys))
+		if l != nil || err != nil {
+			return l, opErr(cl.op, cl.name, err)
+		}
+	}
+}
+
+// awaitFree waits until a key of the claim is deleted or expires (nil,
+// nil: try again), or one of the pending attempts turns out to have
+// landed (its lease).
+func (c *Client) awaitFree(ctx context.Context, cl claim, w jetstream.KeyWatcher, pending map[string]time.Time, failing bool) (*Lease, error) {
+	limit := c.cfg.TTL
+	if failing {
+		limit = 100 * time.Millisecond
+	}
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-c.closing:
+			return nil, net.ErrClosed
+		case <-t.C:
+			return nil, nil
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, nil
+			}
+			if e == nil {
+				continue
+			}
+			if e.Operation() != jetstream.KeyValuePut {
+				return nil, nil
+			}
+			if len(pending) == 0 {
+				continue
+			}
+			r, err := decodeRecord(e.Value())
+			if err != nil || r.Token != 0 {
+				continue
+			}
+			if sent, ok := pending[r.Lease]; ok {
+				r.Token = 0
+				l, err := c.newLease(cl.name, e.Key(), r, e.Revision(), sent)
+				return l, err
+			}
+		}
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

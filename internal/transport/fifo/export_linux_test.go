@@ -1,0 +1,4 @@
+package fifo
+
+// NextRequest is nextRequest, for tests.
+var NextRequest = nextRequest

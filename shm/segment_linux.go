@@ -366,26 +366,38 @@ func (s *Segment) unlockDir() {
 	s.dirMu.Unlock()
 }
 
-// Close releases the handle's slot and its mapping. Later calls return
-// net.ErrClosed. The calls of this package that read the mapping hold it
-// (pin), and Close waits for them. What Close cannot wait for is memory
-// it handed out: slices and atomic views (Mem, Region.Bytes, Region.Uint32,
-// Region.Uint64, rings, procsync primitives), which a goroutine may use
-// at any time. So Close unmaps the mapping when no such view was ever
-// taken, returning its address space, and otherwise replaces it in place
-// by private zero memory (mmap.Invalidate): a late use never faults, its
-// writes reach no segment, and the range costs address space only (no
-// memory, no commit charge).
+// Close releases the handle's slot, its file and its mapping. Later calls
+// return net.ErrClosed. The calls of this package that read the mapping
+// hold it (pin), and Close waits for them. What Close cannot wait for is
+// memory it handed out as slices and atomic views (Mem, Region.Bytes,
+// Region.Uint32, Region.Uint64, rings, procsync primitives), which a
+// goroutine may use at any time. So Close unmaps the mapping when no such
+// view was ever taken, returning all of it to the system, and otherwise
+// replaces it in place by a placeholder of private zero memory
+// (mmap.Invalidate): a late use never faults and its writes reach no
+// segment; the placeholder keeps the address range (VmSize, one mapping)
+// but uses no memory until written and is not charged to the commit limit.
 func (s *Segment) Close() error { return s.close(false) }
 
-// close is Close; with unmap it unmaps even a mapping that was handed out
-// (the owner guarantees that nothing uses it any more, see package
-// internal/segown).
+// close is Close; with unmap it unmaps even a mapping that was handed out,
+// and on a handle already closed it unmaps the placeholder that Close left:
+// the caller guarantees that no view of the segment is used any more (see
+// package internal/segown).
 func (s *Segment) close(unmap bool) error {
 	s.dirMu.Lock()
 	defer s.dirMu.Unlock()
 	if s.closed.Swap(true) {
-		return opErr("close", s.name, errClosed)
+		if !unmap {
+			return opErr("close", s.name, errClosed)
+		}
+		s.mu.Lock()
+		var err error
+		if !s.gone {
+			err = mmap.Unmap(s.mem)
+			s.gone = err == nil
+		}
+		s.mu.Unlock()
+		return opErr("close", s.name, err)
 	}
 	s.mu.Lock() // wait for pinned calls
 	mmap.Uint32(s.slotRec(s.slot), slotPID).Store(0)

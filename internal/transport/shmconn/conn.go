@@ -76,9 +76,13 @@ type Conn struct {
 	// use guards the segment's mapping: twice the number of calls that
 	// touch the rings (a reservation of Reserve and a message held by
 	// RecvInPlace count until Commit and Release), plus 1 once Close has
-	// begun. Whoever brings it to exactly 1, Close or the last call, unmaps
-	// the segment (segown.Unmap): a closed connection gives its address
-	// space back, and nothing of it can touch the rings afterwards.
+	// begun. Close unmaps the segment outright when it is the only use;
+	// otherwise it closes the segment, which leaves a placeholder of zero
+	// memory in the range (the calls still running then see zeros and
+	// return net.ErrClosed), and whoever brings use to exactly 1, the last
+	// call, unmaps the placeholder (segown.Unmap). So a closed connection
+	// gives back its address space, and nothing of it can touch the rings
+	// once they are unmapped.
 	use      atomic.Int64
 	unmapped atomic.Bool
 }
@@ -571,9 +575,10 @@ func (c *Conn) wakeAll() {
 
 // Close closes the connection: both rings are marked closed for the peer,
 // pending calls return net.ErrClosed, the socket and the segment are
-// closed. The segment is unmapped as soon as no call is in progress and
-// no memory returned by Reserve or RecvInPlace is held: such memory stays
-// valid until Commit or Release, which then unmap it.
+// closed, and the segment's memory is unmapped as soon as no call is still
+// running on it. Memory returned by Reserve or RecvInPlace must not be used
+// after Close: until Commit or Release it reads as zeros and its writes go
+// nowhere (it never faults), and Commit or Release then unmap it.
 func (c *Conn) Close() error {
 	if c.closed.Swap(true) {
 		return net.ErrClosed
@@ -590,8 +595,18 @@ func (c *Conn) Close() error {
 	c.rx.WakeReader() // this side's waiters see closed
 	c.tx.WakeWriter()
 	err := c.sock.Close()
-	<-c.done
-	if serr := c.release(); err == nil {
+	<-c.done // the watcher is done with the rings
+	var serr error
+	if c.use.Load() == 3 { // Close alone: no call can begin any more
+		c.unmapped.Store(true)
+		serr = segown.Unmap(c.seg)
+	} else {
+		serr = c.seg.Close()
+	}
+	if rerr := c.release(); serr == nil {
+		serr = rerr
+	}
+	if err == nil {
 		err = serr
 	}
 	return err

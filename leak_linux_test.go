@@ -425,7 +425,7 @@ func soak(t *testing.T, name string, n int) {
 					err = c.Send(ctx, buf)
 				}
 				if err == nil {
-					if _, err = c.Recv(ctx, buf); err == io.EOF {
+					if _, err = c.Recv(ctx, buf); errors.Is(err, io.EOF) {
 						err = nil
 					}
 				}

@@ -32,20 +32,20 @@ func (r Region) Segment() *Segment { return r.seg }
 // maps the segment: reads and writes that race with other processes need
 // the atomic views (Uint32, Uint64) or a lock. The slice must not be used
 // after the segment is closed.
-func (r Region) Bytes() []byte { return r.seg.mem[r.Off : r.Off+r.Len : r.Off+r.Len] }
+func (r Region) Bytes() []byte { return r.seg.view()[r.Off : r.Off+r.Len : r.Off+r.Len] }
 
 // Uint32 returns an atomic view of the 4 bytes at byte offset off of the
 // region; off must be a multiple of 4 and inside the region.
 func (r Region) Uint32(off int) *atomic.Uint32 {
 	r.check(off, 4)
-	return mmap.Uint32(r.seg.mem, r.Off+off)
+	return mmap.Uint32(r.seg.view(), r.Off+off)
 }
 
 // Uint64 returns an atomic view of the 8 bytes at byte offset off of the
 // region; off must be a multiple of 8 and inside the region.
 func (r Region) Uint64(off int) *atomic.Uint64 {
 	r.check(off, 8)
-	return mmap.Uint64(r.seg.mem, r.Off+off)
+	return mmap.Uint64(r.seg.view(), r.Off+off)
 }
 
 func (r Region) check(off, n int) {
@@ -83,6 +83,10 @@ func (s *Segment) Objects() ([]Region, error) {
 	if s.closed.Load() {
 		return nil, opErr("objects", s.name, errClosed)
 	}
+	if !s.pin() {
+		return nil, opErr("objects", s.name, errClosed)
+	}
+	defer s.unpin()
 	var out []Region
 	for i := 0; i < int(s.hdr.Objects); i++ {
 		if r, ok := s.readEntry(i); ok {
@@ -97,7 +101,11 @@ func (s *Segment) Lookup(name string) (Region, error) {
 	if s.closed.Load() {
 		return Region{}, opErr("lookup", s.name, errClosed)
 	}
+	if !s.pin() {
+		return Region{}, opErr("lookup", s.name, errClosed)
+	}
 	r, _, ok := s.find(name)
+	s.unpin()
 	if !ok {
 		return Region{}, opErr("lookup", s.name, fmt.Errorf("%w: %q", ErrObjectNotFound, name))
 	}
@@ -105,7 +113,8 @@ func (s *Segment) Lookup(name string) (Region, error) {
 }
 
 // find returns the object called name, or the index of the first free
-// directory entry (-1 if none).
+// directory entry (-1 if none). The caller pins the mapping or holds the
+// directory lock.
 func (s *Segment) find(name string) (Region, int, bool) {
 	free := -1
 	for i := 0; i < int(s.hdr.Objects); i++ {
@@ -143,13 +152,18 @@ func (s *Segment) AllocObject(name string, kind Kind, size int, init func([]byte
 	if size <= 0 || uint64(size) > s.hdr.Size {
 		return Region{}, false, opErr("alloc", s.name, fmt.Errorf("%w: object size %d", ErrBadConfig, size))
 	}
-	if r, _, ok := s.find(name); ok { // lock-free fast path for objects that exist
+	if !s.pin() {
+		return Region{}, false, opErr("alloc", s.name, errClosed)
+	}
+	r, _, ok := s.find(name)
+	s.unpin()
+	if ok { // lock-free fast path for objects that exist
 		return r, false, s.sameObject(r, kind, size)
 	}
 	if err := s.lockDir(); err != nil {
 		return Region{}, false, opErr("alloc", s.name, err)
 	}
-	defer s.unlockDir()
+	defer s.unlockDir() // Close waits for it: the mapping stays
 	r, free, ok := s.find(name)
 	if ok {
 		return r, false, s.sameObject(r, kind, size)

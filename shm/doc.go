@@ -100,12 +100,33 @@
 //
 // # Close
 //
-// Close releases the handle's slot and detaches its mapping. Later calls on
+// Close releases the handle's slot, its file and its mapping. Later calls on
 // the handle return an error satisfying errors.Is(err, net.ErrClosed), and a
-// second Close does too. The mapping is not unmapped but replaced by private
-// zero-filled memory, so a slice or atomic view obtained before Close, or a
-// call racing with it, never faults: it reads zeros, and its writes no longer
-// reach the segment. Closing one handle does not affect others, in this
+// second Close does too. What becomes of the mapping depends on whether
+// its memory was handed out:
+//
+//   - If no slice or atomic view was ever taken (Mem, Region.Bytes,
+//     Region.Uint32, Region.Uint64, rings, procsync primitives), Close
+//     unmaps it: the process gets back its address space, its commit charge
+//     and its memory. The calls of this package that read the mapping
+//     (Lookup, Objects, TokenOwner, ...) hold it while they run, and Close
+//     waits for them; afterwards they return net.ErrClosed, and a view asked
+//     for after Close is zero memory apart from any segment.
+//   - Otherwise Close cannot know whether a goroutine still holds a view, so
+//     it replaces the mapping in place by a placeholder: private zero memory,
+//     made with MAP_NORESERVE. A stale view then never faults: it reads
+//     zeros, and its writes reach no segment (and no other process). The
+//     placeholder keeps the address range (VmSize, one mapping; adjacent
+//     ones merge) for the life of the process, but uses no memory until
+//     written and is not charged to the commit limit (Committed_AS) in the
+//     kernel's default overcommit modes 0 and 1 (mode 2 ignores
+//     MAP_NORESERVE and charges it). A process that opens and closes
+//     segments for ever and takes views of each therefore grows its
+//     address space by their sizes; nothing else.
+//
+// The shm transport (ipc.Dial with shm://) knows when its own rings are no
+// longer used, and unmaps them outright once the last call on a closed
+// connection returns. Closing one handle does not affect others, in this
 // process or any other.
 //
 // # Errors

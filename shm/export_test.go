@@ -1,5 +1,7 @@
 package shm
 
+import "unsafe"
+
 // Limits of Validate that the external tests check decoded headers against.
 const (
 	MaxObjectsForTest = maxObjects
@@ -15,3 +17,7 @@ func IdleForTest() (hubs, waiters int) {
 	}
 	return len(idle.hubs), waiters
 }
+
+// AddrForTest returns the address of the segment's mapping without
+// handing out a view of it.
+func AddrForTest(s *Segment) uintptr { return uintptr(unsafe.Pointer(unsafe.SliceData(s.mem))) }

@@ -50,6 +50,16 @@ func newIdleWaiter(word *atomic.Uint32) *idleWaiter {
 	return &idleWaiter{word: word, woke: make(chan struct{}, 1)}
 }
 
+// tell wakes w, which the hub no longer watches. It never blocks: a value
+// still unread (the waiter's last sleep ended on its timer or context, and
+// it joined again) wakes it as well. idle.mu is held.
+func (w *idleWaiter) tell() {
+	select {
+	case w.woke <- struct{}{}:
+	default:
+	}
+}
+
 // join puts w on a hub, unless one watches it already. It reports false
 // when there are no hubs on this system: then sleep in the thread.
 func (w *idleWaiter) join() bool {
@@ -119,7 +129,7 @@ func (h *idleHub) run() {
 		for _, w := range h.waiters {
 			if w.word.Load() != 1 {
 				w.h = nil
-				w.woke <- struct{}{} // never blocks: one value per join
+				w.tell()
 				continue
 			}
 			h.vec.Add(w.word, 1, false)
@@ -142,7 +152,7 @@ func (h *idleHub) run() {
 			idle.off = true
 			for _, w := range h.waiters {
 				w.h = nil
-				w.woke <- struct{}{} // they look again, and sleep in their threads
+				w.tell() // they look again, and sleep in their threads
 			}
 			clear(h.waiters)
 			h.waiters = nil

@@ -136,7 +136,16 @@ func (r *Ring) wait(ctx context.Context, o *WaitOptions, reader bool) error {
 		if !reader {
 			wakeFn = r.WakeWriter
 		}
-		defer context.AfterFunc(ctx, wakeFn)()
+		// The wake-up touches the ring: once wait returns, it must have run
+		// to its end or never run, so that the caller may close and unmap
+		// the ring's memory.
+		woke := make(chan struct{})
+		stop := context.AfterFunc(ctx, func() { wakeFn(); close(woke) })
+		defer func() {
+			if !stop() {
+				<-woke
+			}
+		}()
 	}
 	poll := o.Poll
 	if poll <= 0 {

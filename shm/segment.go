@@ -24,6 +24,60 @@ type Segment struct {
 	token  uint32
 	closed atomic.Bool
 	dirMu  sync.Mutex // serialises this handle's directory changes and Close; the OFD lock serialises handles
+
+	// The mapping's lifetime. Close unmaps the mapping when no slice or
+	// atomic view of it was ever handed out (exposed false), and otherwise
+	// replaces it by a placeholder of zero memory that costs address space
+	// only (see Close). mu is held shared by the calls of this package that
+	// read the mapping (pin) and exclusively by Close while it replaces or
+	// unmaps it; gone (guarded by mu) is set once it is unmapped.
+	mu      sync.RWMutex
+	gone    bool
+	exposed atomic.Bool
+	// dead is the zero memory handed out for views asked for after the
+	// mapping is gone; made once, on demand.
+	deadOnce sync.Once
+	dead     []byte
+}
+
+// pin holds the mapping for a call of this package that reads it. It
+// reports false once the mapping is gone: the call then acts as on a
+// closed handle. A pinned call must not pin again (a waiting Close would
+// block the second pin).
+func (s *Segment) pin() bool {
+	s.mu.RLock()
+	if s.gone {
+		s.mu.RUnlock()
+		return false
+	}
+	return true
+}
+
+func (s *Segment) unpin() { s.mu.RUnlock() }
+
+// view returns the memory behind a slice or atomic view handed out to the
+// caller (Mem, Region.Bytes, Region.Uint32, Region.Uint64, rings and the
+// primitives built on them). Such memory may be used at any time, also
+// after Close, so the first view marks the handle exposed: its Close then
+// leaves a placeholder instead of unmapping. Once the mapping is gone, a
+// view is private zero memory of the same size that reaches no segment.
+func (s *Segment) view() []byte {
+	if s.exposed.Load() {
+		return s.mem
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.gone {
+		s.deadOnce.Do(func() {
+			var err error
+			if s.dead, err = mmap.Placeholder(len(s.mem)); err != nil {
+				s.dead = make([]byte, len(s.mem))
+			}
+		})
+		return s.dead
+	}
+	s.exposed.Store(true)
+	return s.mem
 }
 
 // Info describes a segment, as Stat and List report it.
@@ -66,8 +120,9 @@ func (s *Segment) File() *os.File { return s.f }
 func (s *Segment) Closed() bool { return s.closed.Load() }
 
 // Mem returns the whole mapping. It is valid until Close; after Close it
-// is private zero memory that no longer reaches the segment.
-func (s *Segment) Mem() []byte { return s.mem }
+// is private zero memory that no longer reaches the segment (see Close:
+// asking for it makes Close keep the address range reserved).
+func (s *Segment) Mem() []byte { return s.view() }
 
 // Token returns this handle's owner token: the value the coordination
 // primitives store in a lock word to name their holder. It is non-zero and
@@ -120,11 +175,16 @@ func (s *Segment) TokenOwner(tok uint32) Owner {
 	if slot < 0 || slot >= int(s.hdr.Slots) {
 		return Owner{Slot: slot, PID: 0, Alive: false}
 	}
+	o := Owner{Slot: slot}
+	if !s.pin() {
+		return o // closed, the mapping gone: as if the slot read zero
+	}
 	rec := s.slotRec(slot)
 	gen := mmap.Uint32(rec, slotGen).Load()
 	pid := int(mmap.Uint32(rec, slotPID).Load())
-	o := Owner{Slot: slot}
-	if gen&tokenGenMask != (tok>>tokenSlotBits)&tokenGenMask || mmap.Uint32(rec, slotGen).Load() != gen {
+	again := gen&tokenGenMask != (tok>>tokenSlotBits)&tokenGenMask || mmap.Uint32(rec, slotGen).Load() != gen
+	s.unpin()
+	if again {
 		return o // the slot was claimed again: its PID is another process's, the token's is unknown
 	}
 	o.PID = pid
@@ -154,18 +214,24 @@ func (s *Segment) SlotAlive(slot int, gen uint32) bool {
 	if slot < 0 || slot >= int(s.hdr.Slots) {
 		return false
 	}
-	if mmap.Uint32(s.slotRec(slot), slotGen).Load() != gen {
+	if !s.pin() {
 		return false
 	}
-	return s.slotHeld(slot)
+	same := mmap.Uint32(s.slotRec(slot), slotGen).Load() == gen
+	s.unpin()
+	return same && s.slotHeld(slot)
 }
 
 // SlotInfo returns the current generation and PID of a slot and whether a
 // live handle holds it.
 func (s *Segment) SlotInfo(slot int) (gen uint32, pid int, alive bool) {
+	if !s.pin() {
+		return 0, 0, false
+	}
 	rec := s.slotRec(slot)
 	gen = mmap.Uint32(rec, slotGen).Load()
 	pid = int(mmap.Uint32(rec, slotPID).Load())
+	s.unpin()
 	return gen, pid, s.SlotAlive(slot, gen)
 }
 

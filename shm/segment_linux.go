@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ipcgo/ipc/internal/mmap"
+	"github.com/ipcgo/ipc/internal/segown"
 )
 
 // Dir is where named segments live.
@@ -89,7 +90,7 @@ func Create(name string, size int, cfg *Config) (*Segment, error) {
 	}
 	// link(2) publishes the finished file atomically and refuses an existing name.
 	if err := os.Link(tmp, filepath.Join(Dir, name)); err != nil {
-		unix.Munmap(mem)
+		_ = mmap.Unmap(mem)
 		if errors.Is(err, fs.ErrExist) {
 			err = ErrExists
 		}
@@ -293,7 +294,7 @@ func attach(name string, f *os.File, mem []byte, h Header) (*Segment, error) {
 		s.token = MakeToken(i, s.gen)
 		return s, nil
 	}
-	unix.Munmap(mem)
+	_ = mmap.Unmap(mem)
 	f.Close()
 	return nil, ErrNoSlot
 }
@@ -365,21 +366,55 @@ func (s *Segment) unlockDir() {
 	s.dirMu.Unlock()
 }
 
-// Close releases the handle's slot and its mapping. Later calls return
-// net.ErrClosed. A call racing with Close may still complete on memory that
-// no longer reaches the segment, but never faults: the mapping is replaced
-// by private zero memory rather than unmapped.
-func (s *Segment) Close() error {
+// Close releases the handle's slot, its file and its mapping. Later calls
+// return net.ErrClosed. The calls of this package that read the mapping
+// hold it (pin), and Close waits for them. What Close cannot wait for is
+// memory it handed out as slices and atomic views (Mem, Region.Bytes,
+// Region.Uint32, Region.Uint64, rings, procsync primitives), which a
+// goroutine may use at any time. So Close unmaps the mapping when no such
+// view was ever taken, returning all of it to the system, and otherwise
+// replaces it in place by a placeholder of private zero memory
+// (mmap.Invalidate): a late use never faults and its writes reach no
+// segment; the placeholder keeps the address range (VmSize, one mapping)
+// but uses no memory until written and is not charged to the commit limit.
+func (s *Segment) Close() error { return s.close(false) }
+
+// close is Close; with unmap it unmaps even a mapping that was handed out,
+// and on a handle already closed it unmaps the placeholder that Close left:
+// the caller guarantees that no view of the segment is used any more (see
+// package internal/segown).
+func (s *Segment) close(unmap bool) error {
 	s.dirMu.Lock()
 	defer s.dirMu.Unlock()
 	if s.closed.Swap(true) {
-		return opErr("close", s.name, errClosed)
+		if !unmap {
+			return opErr("close", s.name, errClosed)
+		}
+		s.mu.Lock()
+		var err error
+		if !s.gone {
+			err = mmap.Unmap(s.mem)
+			s.gone = err == nil
+		}
+		s.mu.Unlock()
+		return opErr("close", s.name, err)
 	}
-	rec := s.slotRec(s.slot)
-	mmap.Uint32(rec, slotPID).Store(0)
-	err := mmap.Invalidate(s.mem)
+	s.mu.Lock() // wait for pinned calls
+	mmap.Uint32(s.slotRec(s.slot), slotPID).Store(0)
+	var err error
+	if unmap || !s.exposed.Load() {
+		err = mmap.Unmap(s.mem)
+		s.gone = err == nil
+	} else {
+		err = mmap.Invalidate(s.mem)
+	}
+	s.mu.Unlock()
 	if cerr := s.f.Close(); err == nil { // closing the description drops the slot lock
 		err = cerr
 	}
 	return opErr("close", s.name, err)
+}
+
+func init() {
+	segown.Unmap = func(seg any) error { return seg.(*Segment).close(true) }
 }

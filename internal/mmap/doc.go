@@ -6,5 +6,5 @@
 // Go-managed memory: the garbage collector neither scans nor moves it, so
 // storing such a pointer in a Go variable is safe, and no Go pointer is ever
 // written into the mapping. A pointer must not be used after the mapping is
-// released with Invalidate.
+// released with Invalidate or Unmap.
 package mmap

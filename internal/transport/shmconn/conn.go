@@ -16,6 +16,7 @@ import (
 
 	"github.com/ipcgo/ipc/internal/frame"
 	"github.com/ipcgo/ipc/internal/ipcerr"
+	"github.com/ipcgo/ipc/internal/segown"
 	"github.com/ipcgo/ipc/internal/transport/sock"
 	"github.com/ipcgo/ipc/shm"
 )
@@ -71,6 +72,38 @@ type Conn struct {
 	dead    atomic.Bool // the socket reported the peer gone
 	closed  atomic.Bool
 	done    chan struct{} // closed when the watcher has returned
+
+	// use guards the segment's mapping: twice the number of calls that
+	// touch the rings (a reservation of Reserve and a message held by
+	// RecvInPlace count until Commit and Release), plus 1 once Close has
+	// begun. Close unmaps the segment outright when it is the only use;
+	// otherwise it closes the segment, which leaves a placeholder of zero
+	// memory in the range (the calls still running then see zeros and
+	// return net.ErrClosed), and whoever brings use to exactly 1, the last
+	// call, unmaps the placeholder (segown.Unmap). So a closed connection
+	// gives back its address space, and nothing of it can touch the rings
+	// once they are unmapped.
+	use      atomic.Int64
+	unmapped atomic.Bool
+}
+
+// acquire counts a call that touches the rings; it reports false once
+// Close has begun.
+func (c *Conn) acquire() bool {
+	if c.use.Add(2)&1 != 0 {
+		c.release()
+		return false
+	}
+	return true
+}
+
+// release ends what acquire counted, and unmaps the segment if the
+// connection is closed and this was the last use.
+func (c *Conn) release() error {
+	if c.use.Add(-2) == 1 && !c.unmapped.Swap(true) {
+		return segown.Unmap(c.seg)
+	}
+	return nil
 }
 
 const (
@@ -97,7 +130,8 @@ type optsLike struct {
 
 // watch blocks reading the socket, which carries nothing after the hello,
 // until the peer closes it or dies; then it marks the peer dead and wakes
-// this side's waiters.
+// this side's waiters. It needs no acquire: Close holds the rings until the
+// watcher has returned.
 func (c *Conn) watch() {
 	defer close(c.done)
 	var b []byte
@@ -177,16 +211,20 @@ func (c *Conn) PeerCred() (sock.Cred, error) { return c.cred, nil }
 // than MaxReserve streams through the ring in several records. When the
 // ring is full Send waits, as long as ctx and the deadline allow.
 func (c *Conn) Send(ctx context.Context, msg []byte) error {
-	if c.closed.Load() {
-		return net.ErrClosed
-	}
 	if err := frame.CheckSize(len(msg), c.max); err != nil {
+		if c.closed.Load() {
+			return net.ErrClosed
+		}
 		return err
 	}
+	if !c.acquire() {
+		return net.ErrClosed
+	}
+	defer c.release()
 	c.smu.Lock()
 	err := c.send(ctx, msg)
 	c.smu.Unlock()
-	if c.closed.Load() { // the mapping may have been detached under the copy
+	if c.closed.Load() { // closed under the copy: the message may not have gone
 		return net.ErrClosed
 	}
 	return c.fix(err)
@@ -276,9 +314,10 @@ func (c *Conn) reserve(ctx context.Context, lo, hi int) ([]byte, error) {
 
 // Recv receives the next message into buf[:0], growing it if needed.
 func (c *Conn) Recv(ctx context.Context, buf []byte) ([]byte, error) {
-	if c.closed.Load() {
+	if !c.acquire() {
 		return buf[:0], net.ErrClosed
 	}
+	defer c.release()
 	c.rmu.Lock()
 	out, _, err := c.recv(ctx, buf[:0], false)
 	c.rmu.Unlock()
@@ -398,6 +437,9 @@ func (c *Conn) Reserve(ctx context.Context, n int) ([]byte, error) {
 	if n < 0 || n > c.MaxReserve() {
 		return nil, fmt.Errorf("%w: reservation of %d bytes, limit %d", ipcerr.ErrMessageTooLarge, n, c.MaxReserve())
 	}
+	if !c.acquire() { // held until Commit: the reservation is ring memory
+		return nil, net.ErrClosed
+	}
 	c.smu.Lock()
 	err := c.enter(ctx)
 	var p []byte
@@ -406,7 +448,9 @@ func (c *Conn) Reserve(ctx context.Context, n int) ([]byte, error) {
 	}
 	if err != nil {
 		c.smu.Unlock()
-		return nil, c.fix(err)
+		err = c.fix(err)
+		c.release()
+		return nil, err
 	}
 	c.zres = n
 	return p, nil
@@ -424,6 +468,7 @@ func (c *Conn) Commit(n int) error {
 	err := c.tx.CommitFlags(n, 0)
 	c.zres = -1
 	c.smu.Unlock()
+	defer c.release()
 	if c.closed.Load() {
 		return net.ErrClosed
 	}
@@ -437,14 +482,16 @@ func (c *Conn) Commit(n int) error {
 // receive side is held: other Recvs wait, and the calling goroutine must
 // not Recv.
 func (c *Conn) RecvInPlace(ctx context.Context) ([]byte, error) {
-	if c.closed.Load() {
+	if !c.acquire() { // held until Release: the message may be ring memory
 		return nil, net.ErrClosed
 	}
 	c.rmu.Lock()
 	msg, inRing, err := c.recv(ctx, c.ibuf[:0], true)
 	if err != nil {
 		c.rmu.Unlock()
-		return nil, c.fix(err)
+		err = c.fix(err)
+		c.release()
+		return nil, err
 	}
 	if inRing {
 		c.held = heldRing
@@ -466,6 +513,7 @@ func (c *Conn) Release() error {
 	}
 	c.held = heldNone
 	c.rmu.Unlock()
+	defer c.release()
 	if c.closed.Load() {
 		return net.ErrClosed
 	}
@@ -517,21 +565,26 @@ func (c *Conn) SetDeadline(t time.Time) error {
 // wakeAll wakes this side's waiters so that they look at the deadline and
 // the closed flag again.
 func (c *Conn) wakeAll() {
-	if c.closed.Load() {
+	if !c.acquire() {
 		return
 	}
 	c.rx.WakeReader()
 	c.tx.WakeWriter()
+	c.release()
 }
 
 // Close closes the connection: both rings are marked closed for the peer,
 // pending calls return net.ErrClosed, the socket and the segment are
-// closed. Memory returned by RecvInPlace or Reserve must not be used
-// afterwards (it then reads as zeros; it never faults).
+// closed, and the segment's memory is unmapped as soon as no call is still
+// running on it. Memory returned by Reserve or RecvInPlace must not be used
+// after Close: until Commit or Release it reads as zeros and its writes go
+// nowhere (it never faults), and Commit or Release then unmap it.
 func (c *Conn) Close() error {
 	if c.closed.Swap(true) {
 		return net.ErrClosed
 	}
+	c.use.Add(2) // Close touches the rings itself
+	c.use.Or(1)
 	c.dmu.Lock()
 	if c.dtimer != nil {
 		c.dtimer.Stop()
@@ -542,8 +595,18 @@ func (c *Conn) Close() error {
 	c.rx.WakeReader() // this side's waiters see closed
 	c.tx.WakeWriter()
 	err := c.sock.Close()
-	<-c.done
-	if serr := c.seg.Close(); err == nil {
+	<-c.done // the watcher is done with the rings
+	var serr error
+	if c.use.Load() == 3 { // Close alone: no call can begin any more
+		c.unmapped.Store(true)
+		serr = segown.Unmap(c.seg)
+	} else {
+		serr = c.seg.Close()
+	}
+	if rerr := c.release(); serr == nil {
+		serr = rerr
+	}
+	if err == nil {
 		err = serr
 	}
 	return err

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ipcgo/ipc/internal/ipcerr"
+	"github.com/ipcgo/ipc/internal/segown"
 	"github.com/ipcgo/ipc/internal/transport"
 	"github.com/ipcgo/ipc/internal/transport/sock"
 	"github.com/ipcgo/ipc/shm"
@@ -201,7 +202,7 @@ func serverHandshake(hctx context.Context, sc setupConn, o *transport.Options) (
 		return nil, err
 	}
 	if err := sc.SendFiles(hctx, reply.encode(), seg.File()); err != nil {
-		seg.Close()
+		_ = segown.Unmap(seg) // the rings go unused
 		return nil, err
 	}
 	return newConn(sc, seg, tx, rx, cred, optsLike{max: o.MaxMessageSize, spin: o.Spin}), nil
@@ -218,7 +219,7 @@ func newSegment(capacity int) (seg *shm.Segment, tx, rx *shm.Ring, err error) {
 		rx, err = seg.AllocRing(ringC2S, capacity)
 	}
 	if err != nil {
-		seg.Close()
+		_ = segown.Unmap(seg) // the rings go unused
 		return nil, nil, nil, err
 	}
 	return seg, tx, rx, nil
@@ -290,7 +291,7 @@ func clientHandshake(ctx context.Context, sc setupConn, o *transport.Options) (*
 		err = fmt.Errorf("%w: rings of %d and %d bytes, hello says %d", ipcerr.ErrCorruptFrame, rx.Capacity(), tx.Capacity(), sh.ringSize)
 	}
 	if err != nil {
-		seg.Close()
+		_ = segown.Unmap(seg) // the rings go unused
 		return nil, err
 	}
 	return newConn(sc, seg, tx, rx, cred, optsLike{max: o.MaxMessageSize, spin: o.Spin}), nil

@@ -18,6 +18,9 @@ type claim struct {
 	keys   []string
 	filter string
 	rec    record
+	// check, if set, is run on every record the waiter sees on the keys
+	// (a semaphore's size must agree); its error ends the wait.
+	check func(record) error
 }
 
 // acquire creates one of the claim's keys; with wait it watches them and
@@ -136,11 +139,16 @@ func (c *Client) awaitFree(ctx context.Context, cl claim, w jetstream.KeyWatcher
 			if e.Operation() != jetstream.KeyValuePut {
 				return nil, nil
 			}
-			if len(pending) == 0 {
+			r, err := decodeRecord(e.Value())
+			if err != nil {
 				continue
 			}
-			r, err := decodeRecord(e.Value())
-			if err != nil || r.Token != 0 {
+			if cl.check != nil {
+				if err := cl.check(r); err != nil {
+					return nil, err
+				}
+			}
+			if len(pending) == 0 || r.Token != 0 {
 				continue
 			}
 			if sent, ok := pending[r.Lease]; ok {

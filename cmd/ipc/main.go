@@ -8,6 +8,7 @@
 //	ipc shm rm NAME...                            remove segments
 //	ipc bench [--transports L] [--sizes L] [--json] [--report F.html]
 //	                                              latency and throughput of every transport
+//	ipc dsync ls ADDR [--namespace NS] [--json]   dsync locks, permits, candidacies on NATS
 package main
 
 import (

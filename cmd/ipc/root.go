@@ -96,7 +96,7 @@ robust cross-process primitives (package procsync) of github.com/ipcgo/ipc.`,
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newRaceCmd(), newShmCmd(), newBenchCmd(), newRPCCmd())
+	root.AddCommand(newRaceCmd(), newShmCmd(), newBenchCmd(), newRPCCmd(), newDsyncCmd())
 	return root
 }
 

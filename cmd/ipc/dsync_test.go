@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/ipcgo/ipc/dsync"
 	"github.com/ipcgo/ipc/internal/natstest"
 )
@@ -124,5 +127,30 @@ func TestDsyncLs(t *testing.T) {
 	}
 	if code, _, _ := run(t, 20*time.Second, "dsync", "ls", s.URL(), "--namespace", "a.b"); code != exitFailure {
 		t.Fatalf("ls of a bad namespace: exit %d", code)
+	}
+}
+
+// assertNoBuckets fails t if a bucket of a race run is left on the server.
+func assertNoBuckets(t *testing.T, url string) {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	l := js.KeyValueStoreNames(ctx)
+	for b := range l.Name() {
+		if strings.Contains(b, "ipc_race_") {
+			t.Errorf("bucket %s left behind", b)
+		}
+	}
+	if err := l.Error(); err != nil {
+		t.Fatal(err)
 	}
 }

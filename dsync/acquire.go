@@ -63,7 +63,7 @@ func (c *Client) acquire(ctx context.Context, cl claim, wait bool) (*Lease, erro
 			rec.Lease = randomID(8)
 			sent := time.Now()
 			rctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
-			rev, err := c.kv.Create(rctx, key, rec.encode(), jetstream.KeyTTL(c.cfg.TTL))
+			rev, err := c.create(rctx, key, rec.encode())
 			cancel()
 			if err == nil {
 				l, err := c.newLease(cl.name, key, rec, rev, sent)
@@ -137,6 +137,7 @@ func (c *Client) awaitFree(ctx context.Context, cl claim, w jetstream.KeyWatcher
 				continue
 			}
 			if e.Operation() != jetstream.KeyValuePut {
+				c.noteMarker(e.Key(), e.Revision())
 				return nil, nil
 			}
 			r, err := decodeRecord(e.Value())

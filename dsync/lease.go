@@ -111,7 +111,7 @@ func (l *Lease) Release(ctx context.Context) error {
 		rctx, cancel = context.WithDeadline(rctx, dl)
 		defer cancel()
 	}
-	err := l.c.kv.Delete(rctx, l.key, jetstream.LastRevision(rev))
+	err := l.c.deleteKey(rctx, l.key, rev)
 	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 		return opErr("release", l.name, ErrLeaseLost)
 	}

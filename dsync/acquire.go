@@ -40,7 +40,7 @@ func (c *Client) acquire(ctx context.Context, cl claim, wait bool) (*Lease, erro
 	var w jetstream.KeyWatcher
 	defer func() {
 		if w != nil {
-			_ = w.Stop()
+			c.stopWatch(w)
 		}
 	}()
 	pending := map[string]time.Time{} // attempts whose outcome is unknown

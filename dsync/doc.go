@@ -36,11 +36,18 @@
 //
 // A waiter watches the keys it wants (no polling) and retries its create on
 // every deletion or expiry marker, and at the latest once a TTL in case a
-// watch missed updates across a reconnection. Mutex and Semaphore are not
-// FIFO: on a release all waiters race and the first create to reach the
-// stream's leader wins (a waiter can be overtaken any number of times under
-// sustained contention). Election is FIFO: candidates lead in the order
-// their candidacies were created.
+// watch missed updates across a reconnection. The create that follows a
+// marker the Client has seen (its own release, or a deletion its watch
+// delivered) names that marker's revision and takes one round trip.
+//
+// Mutex and Semaphore are not FIFO: on a release all waiters race and the
+// first create to reach the stream's leader wins (a waiter can be
+// overtaken any number of times under sustained contention, and the
+// releasing Client, which knows the marker its own release left, tends to
+// win when it asks again at once). Semaphore waiters try the permits from
+// a random one on. Election is FIFO: candidates lead in the order their
+// candidacies were created (the stream orders the creates), whatever the
+// order in which their watches hear of a resignation.
 //
 // # What is guaranteed
 //
@@ -59,6 +66,20 @@
 //     that, not the lease alone, is what makes a lock safe for writes.
 //   - No waiter waits forever for a holder that is gone: the key expires TTL
 //     after the last renewal the server stored.
+//   - Semaphore: at most n leases on permits of one semaphore are valid at
+//     once (each permit is a mutex of its own), provided every user gives
+//     the same n; the first Acquire of a Semaphore value and every waiter
+//     check the size recorded in the permits they see (ErrMismatch).
+//   - Election: the leader is the live candidacy with the lowest token;
+//     since a new candidacy always gets a larger token than every live one,
+//     each leader's term (Lease.Token) is larger than every earlier
+//     leader's, and Campaign returns only when every older candidacy has
+//     ended. Leadership is a lease: it ends (Done) as a lock's does, and a
+//     Fence on the terms makes it safe for writes. Observe reports the
+//     leaders in the order of their terms, each once; a leader whose term
+//     begins and ends between two events the watch delivers is still
+//     reported, because every candidacy's creation and end reach the
+//     watch in stream order.
 //
 // Clock assumption: the holder's clock and the servers' clocks run at the
 // same rate within Margin per TTL (Margin is TTL/10 by default, so a 10 %
@@ -75,7 +96,10 @@
 // cluster makes creates and renewals fail (they need a quorum): holders on
 // it lose their leases at their deadlines. Server TTLs have a resolution
 // of one second, so TTL is whole seconds; a key expires up to about a
-// second after its TTL. Waiters are not served in order (see above).
+// second after its TTL. Mutex and Semaphore waiters are not served in order (see above).
+//
+// Inspect (and `ipc dsync ls`) lists what is held, from any process, without
+// taking or creating anything.
 //
 // # Concurrency
 //

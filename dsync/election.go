@@ -77,7 +77,7 @@ func (e *Election) awaitLead(ctx context.Context, l *Lease) error {
 	if err != nil {
 		return err
 	}
-	defer func() { _ = w.Stop() }()
+	defer e.c.stopWatch(w)
 	v := newCandidates(e.name)
 	ready := false
 	for {

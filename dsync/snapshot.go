@@ -33,3 +33,21 @@ func snapshot(ctx context.Context, kv jetstream.KeyValue, filter string) ([]jets
 		}
 	}
 }
+
+// stopWatch stops w in the background: stopping an ordered consumer asks
+// the server to delete it, a round trip the caller (a Lock that just got
+// its lease) need not wait for. Close waits for it.
+func (c *Client) stopWatch(w jetstream.KeyWatcher) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		_ = w.Stop()
+		return
+	}
+	c.wg.Add(1)
+	c.mu.Unlock()
+	go func() {
+		defer c.wg.Done()
+		_ = w.Stop()
+	}()
+}

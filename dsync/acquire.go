@@ -19,6 +19,9 @@ type claim struct {
 	keys   []string
 	filter string
 	rec    record
+	// check, if set, is run on every record the waiter sees on the keys
+	// (a semaphore's size must agree); its error ends the wait.
+	check func(record) error
 }
 
 // acquire creates one of the claim's keys; with wait it watches them and
@@ -38,7 +41,7 @@ func (c *Client) acquire(ctx context.Context, cl claim, wait bool) (*Lease, erro
 	var w jetstream.KeyWatcher
 	defer func() {
 		if w != nil {
-			_ = w.Stop()
+			c.stopWatch(w)
 		}
 	}()
 	pending := map[string]time.Time{} // attempts whose outcome is unknown
@@ -61,7 +64,7 @@ func (c *Client) acquire(ctx context.Context, cl claim, wait bool) (*Lease, erro
 			rec.Lease = randomID(8)
 			sent := time.Now()
 			rctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
-			rev, err := c.kv.Create(rctx, key, rec.encode(), jetstream.KeyTTL(c.cfg.TTL))
+			rev, err := c.create(rctx, key, rec.encode())
 			cancel()
 			if err == nil {
 				if c.tooLate(sent) {
@@ -168,13 +171,19 @@ func (c *Client) awaitFree(ctx context.Context, cl claim, w jetstream.KeyWatcher
 				continue
 			}
 			if e.Operation() != jetstream.KeyValuePut {
+				c.noteMarker(e.Key(), e.Revision())
 				return nil, nil
 			}
-			if len(pending) == 0 {
+			r, err := decodeRecord(e.Value())
+			if err != nil {
 				continue
 			}
-			r, err := decodeRecord(e.Value())
-			if err != nil || r.Token != 0 {
+			if cl.check != nil {
+				if err := cl.check(r); err != nil {
+					return nil, err
+				}
+			}
+			if len(pending) == 0 || r.Token != 0 {
 				continue
 			}
 			if sent, ok := pending[r.Lease]; ok {

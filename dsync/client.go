@@ -32,6 +32,7 @@ type Client struct {
 	mu      sync.Mutex
 	closed  bool
 	leases  map[*Lease]struct{}
+	markers map[string]uint64 // key -> revision of its delete or expiry marker (marker.go)
 	wg      sync.WaitGroup
 }
 

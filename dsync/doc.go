@@ -40,11 +40,18 @@
 // goes unanswered for RequestTimeout (a cluster between stream leaders) is
 // tried again, and a watch that ends (the client library could not recreate
 // the consumer behind it) is replaced, so that a waiter neither hangs on a
-// request nor retries in a busy loop. Mutex and Semaphore are not
-// FIFO: on a release all waiters race and the first create to reach the
-// stream's leader wins (a waiter can be overtaken any number of times under
-// sustained contention). Election is FIFO: candidates lead in the order
-// their candidacies were created.
+// request nor retries in a busy loop. The create that follows a marker the
+// Client has seen (its own release, or a deletion its watch delivered)
+// names that marker's revision and takes one round trip.
+//
+// Mutex and Semaphore are not FIFO: on a release all waiters race and the
+// first create to reach the stream's leader wins (a waiter can be
+// overtaken any number of times under sustained contention, and the
+// releasing Client, which knows the marker its own release left, tends to
+// win when it asks again at once). Semaphore waiters try the permits from
+// a random one on. Election is FIFO: candidates lead in the order their
+// candidacies were created (the stream orders the creates), whatever the
+// order in which their watches hear of a resignation.
 //
 // # What is guaranteed
 //
@@ -75,8 +82,22 @@
 //     (the server's TTL resolution): after a kill -9 of a holder right
 //     after it acquired, the next holder acquired 1.0–1.3 s later with TTL
 //     1 s (TestFaults).
+//   - Semaphore: at most n leases on permits of one semaphore are valid at
+//     once (each permit is a mutex of its own), provided every user gives
+//     the same n; the first Acquire of a Semaphore value and every waiter
+//     check the size recorded in the permits they see (ErrMismatch).
+//   - Election: the leader is the live candidacy with the lowest token;
+//     since a new candidacy always gets a larger token than every live one,
+//     each leader's term (Lease.Token) is larger than every earlier
+//     leader's, and Campaign returns only when every older candidacy has
+//     ended. Leadership is a lease: it ends (Done) as a lock's does, and a
+//     Fence on the terms makes it safe for writes. Observe reports the
+//     leaders in the order of their terms, each once; a leader whose term
+//     begins and ends between two events the watch delivers is still
+//     reported, because every candidacy's creation and end reach the
+//     watch in stream order.
 //
-// TestFaults checks these on a three-node cluster (bucket with three
+// TestFaults checks the Mutex guarantees on a three-node cluster (bucket with three
 // replicas) with the holders in separate processes that are killed -9,
 // frozen past their TTL with SIGSTOP and cut off by stopping their server
 // (the stream's leader or a follower), over 500 hand-offs (5000 in the
@@ -100,7 +121,10 @@
 // cluster makes creates and renewals fail (they need a quorum): holders on
 // it lose their leases at their deadlines. Server TTLs have a resolution
 // of one second, so TTL is whole seconds; a key expires up to about a
-// second after its TTL. Waiters are not served in order (see above).
+// second after its TTL. Mutex and Semaphore waiters are not served in order (see above).
+//
+// Inspect (and `ipc dsync ls`) lists what is held, from any process, without
+// taking or creating anything.
 //
 // # Concurrency
 //

@@ -35,6 +35,7 @@ type Lease struct {
 	rev      uint64    // the key's latest revision written for this lease
 	deadline time.Time // local, conservative
 	released bool
+	renewing bool // a renewal is in flight (rev may change)
 }
 
 // Token is the lease's fencing token: the revision of the write that
@@ -90,11 +91,17 @@ func (l *Lease) Release(ctx context.Context) error {
 		return opErr("release", l.name, ErrNotHeld)
 	}
 	l.released = true
+	renewing := l.renewing
 	l.mu.Unlock()
 	prior := l.Err()
 	l.cancel(ErrReleased)
 	close(l.stop)
-	<-l.exited
+	// The renewer starts no renewal once released is set; only one already
+	// in flight must land (or fail) before the revision to delete is known.
+	if renewing {
+		<-l.exited
+	}
+	defer func() { <-l.exited }()
 	l.c.forget(l)
 	if prior != nil {
 		return opErr("release", l.name, fmt.Errorf("%w: %w", ErrNotHeld, prior))
@@ -111,7 +118,7 @@ func (l *Lease) Release(ctx context.Context) error {
 		rctx, cancel = context.WithDeadline(rctx, dl)
 		defer cancel()
 	}
-	err := l.c.kv.Delete(rctx, l.key, jetstream.LastRevision(rev))
+	err := l.c.deleteKey(rctx, l.key, rev)
 	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 		return opErr("release", l.name, ErrLeaseLost)
 	}
@@ -179,6 +186,13 @@ func (l *Lease) renew() {
 		rctx, cancel := context.WithDeadline(context.Background(), dl)
 		rctx, cancel2 := context.WithTimeout(rctx, cfg.RequestTimeout)
 		l.mu.Lock()
+		if l.released {
+			l.mu.Unlock()
+			cancel2()
+			cancel()
+			return
+		}
+		l.renewing = true
 		rev := l.rev
 		l.mu.Unlock()
 		ack, err := l.c.js.PublishMsg(rctx, &nats.Msg{Subject: l.c.subject(l.key), Data: value},
@@ -201,15 +215,16 @@ func (l *Lease) renew() {
 		}
 		cancel2()
 		cancel()
+		l.mu.Lock()
+		l.renewing = false
+		if err == nil && ack != nil {
+			l.rev = ack.Sequence
+			l.deadline = sent.Add(cfg.TTL - cfg.Margin)
+		}
+		l.mu.Unlock()
 		if err != nil {
 			next = time.Now().Add(min(cfg.Renew/4, 100*time.Millisecond)) // try again soon
 			continue
-		}
-		if ack != nil {
-			l.mu.Lock()
-			l.rev = ack.Sequence
-			l.deadline = sent.Add(cfg.TTL - cfg.Margin)
-			l.mu.Unlock()
 		}
 		next = sent.Add(cfg.Renew)
 	}

@@ -2,6 +2,7 @@ package dsync
 
 import (
 	"context"
+	"errors"
 	"sync"
 )
 
@@ -14,8 +15,7 @@ type Mutex struct {
 	name string
 	key  string
 
-	mu    sync.Mutex
-	lease *Lease
+	last lastLease
 }
 
 // Mutex returns the lock of the given name (letters, digits, '-', '_',
@@ -49,23 +49,43 @@ func (m *Mutex) take(ctx context.Context, op string, wait bool) (*Lease, error) 
 	if err != nil {
 		return nil, err
 	}
-	m.mu.Lock()
-	m.lease = l
-	m.mu.Unlock()
+	m.last.set(l)
 	return l, nil
 }
 
 // Unlock releases the lease this Mutex took last (Lease.Release). It
 // returns ErrNotHeld if there is none or it had already ended.
 func (m *Mutex) Unlock(ctx context.Context) error {
-	m.mu.Lock()
-	l := m.lease
-	m.lease = nil
-	m.mu.Unlock()
+	return m.last.release(ctx, "unlock", m.name)
+}
+
+// lastLease is the lease a Mutex or Election value took last.
+type lastLease struct {
+	mu sync.Mutex
+	l  *Lease
+}
+
+func (h *lastLease) set(l *Lease) {
+	h.mu.Lock()
+	h.l = l
+	h.mu.Unlock()
+}
+
+// release releases the lease taken last, reporting failures as op.
+func (h *lastLease) release(ctx context.Context, op, name string) error {
+	h.mu.Lock()
+	l := h.l
+	h.l = nil
+	h.mu.Unlock()
 	if l == nil {
-		return opErr("unlock", m.name, ErrNotHeld)
+		return opErr(op, name, ErrNotHeld)
 	}
-	return l.Release(ctx)
+	err := l.Release(ctx)
+	var oe *OpError
+	if errors.As(err, &oe) {
+		oe.Op = op
+	}
+	return err
 }
 
 // Name is the lock's name.

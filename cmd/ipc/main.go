@@ -10,6 +10,8 @@
 //	                                              latency and throughput of every transport
 //	ipc bench rpc [--systems L] [--callers L] [--json] [--svg F.svg]
 //	                                              rpc unary calls and streams against grpc-go, net/rpc, raw
+//	ipc dsync ls ADDR [--namespace NS] [--json]   dsync locks, permits, candidacies on NATS
+//	ipc mq pub|consume|ls|dlq|check|serve ...   durable queues (file:// or nats://)
 package main
 
 import (

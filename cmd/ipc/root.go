@@ -108,7 +108,7 @@ robust cross-process primitives (package procsync) of github.com/ipcgo/ipc.`,
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newRaceCmd(), newShmCmd(), newBenchCmd(), newRPCCmd(), newMQCmd())
+	root.AddCommand(newRaceCmd(), newShmCmd(), newBenchCmd(), newRPCCmd(), newMQCmd(), newDsyncCmd())
 	return root
 }
 

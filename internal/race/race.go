@@ -59,6 +59,12 @@ type Options struct {
 	// NoRepair makes the kill-mode workers skip the roll-back of a dead
 	// holder's half-done update, to show that the final check catches it.
 	NoRepair bool
+	// Across, a NATS URL, runs the workers against a counter in JetStream
+	// key-value, coordinating through package dsync (see across.go)
+	// instead of shared memory. Its modes are AcrossModes().
+	Across string
+	// TTL is the dsync lease TTL of an across run; 0 means 1 s.
+	TTL time.Duration
 }
 
 // Result is the outcome of a run; its JSON form is the output of
@@ -69,6 +75,7 @@ type Result struct {
 	Expected uint64       `json:"expected"`
 	Modes    []ModeResult `json:"modes"`
 	Kill     *KillResult  `json:"kill,omitempty"`
+	Across   string       `json:"across,omitempty"` // the NATS URL of an across run
 	// Details of the kill mode that are shown to people but not in JSON.
 	KillDetail *KillDetail `json:"-"`
 }
@@ -79,6 +86,9 @@ type ModeResult struct {
 	Final   uint64  `json:"final"`
 	Lost    int64   `json:"lost"`
 	NsPerOp float64 `json:"ns_per_op"`
+	// Refused counts the writes a fence refused (across runs; none under
+	// a working lock).
+	Refused int64 `json:"refused,omitempty"`
 }
 
 // KillResult is the outcome of the kill mode.
@@ -89,6 +99,13 @@ type KillResult struct {
 	DetectMsMax float64 `json:"detect_ms_max"`
 	Final       uint64  `json:"final"`
 	Expected    uint64  `json:"expected"`
+	// Across runs pause the holders before they are killed: a resumed
+	// holder's late write is refused by the fence (LateRefused), or it had
+	// written before the pause and only its unlock fails (LateAfterWrite).
+	// StaleAccepted counts late writes that got through (must be 0).
+	LateRefused    int `json:"late_refused,omitempty"`
+	LateAfterWrite int `json:"late_after_write,omitempty"`
+	StaleAccepted  int `json:"stale_accepted,omitempty"`
 }
 
 // KillDetail is what the human output adds to KillResult.
@@ -121,6 +138,12 @@ func (r *Result) Check() error {
 		if k.Recovered != k.Kills {
 			errs = append(errs, fmt.Errorf("kill: %d recoveries for %d kills", k.Recovered, k.Kills))
 		}
+		if k.StaleAccepted != 0 {
+			errs = append(errs, fmt.Errorf("kill: %d late writes of paused holders accepted", k.StaleAccepted))
+		}
+		if r.Across != "" && k.LateRefused+k.LateAfterWrite != k.Kills {
+			errs = append(errs, fmt.Errorf("kill: %d resumed holders accounted for, %d paused", k.LateRefused+k.LateAfterWrite, k.Kills))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -144,13 +167,16 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	if opts.Kill == 0 && opts.Iters < 1 {
 		return nil, fmt.Errorf("iters %d must be at least 1", opts.Iters)
 	}
-	modes := opts.Modes
+	modes, valid := opts.Modes, Modes
+	if opts.Across != "" {
+		valid = acrossModes
+	}
 	if modes == nil {
-		modes = Modes
+		modes = valid
 	}
 	for _, m := range modes {
-		if !validMode(m) {
-			return nil, fmt.Errorf("unknown mode %q (modes: %v)", m, Modes)
+		if !slices.Contains(valid, m) {
+			return nil, fmt.Errorf("unknown mode %q (modes: %v)", m, valid)
 		}
 	}
 	if opts.Delay == 0 {
@@ -161,6 +187,14 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	}
 	if opts.Command == nil {
 		opts.Command = selfCommand
+	}
+	if opts.TTL == 0 {
+		opts.TTL = time.Second
+	}
+	if opts.Across != "" {
+		s := &supervisor{ctx: ctx, opts: opts, exited: make(chan struct{}, 1)}
+		s.opts.Modes = modes
+		return s.runAcross()
 	}
 
 	name := SegmentPrefix + strconv.Itoa(os.Getpid())

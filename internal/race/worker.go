@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -42,11 +43,19 @@ func RunWorker(args []string, stderr io.Writer) int {
 	index := fs.Int("index", -1, "this worker's index")
 	delay := fs.Duration("delay", 0, "busy delay between the steps of an update (kill mode)")
 	noRepair := fs.Bool("no-repair", false, "skip the roll-back of a dead holder's update (kill mode; to show the check works)")
+	natsURL := fs.String("nats", "", "NATS URL (across modes)")
+	bucket := fs.String("bucket", "", "key-value bucket and dsync namespace (across modes)")
+	ttl := fs.Duration("ttl", time.Second, "dsync lease TTL (across modes)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	cleanupOnParentDeath(*segName)
-	err := runWorker(*segName, *mode, *iters, *procs, *index, *delay, *noRepair)
+	var err error
+	if m, ok := strings.CutPrefix(*mode, "across-"); ok {
+		err = runAcrossWorker(*natsURL, *bucket, m, *index, *iters, *ttl)
+	} else {
+		err = runWorker(*segName, *mode, *iters, *procs, *index, *delay, *noRepair)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "%s %d (pid %d): %v\n", WorkerCommand, *index, os.Getpid(), err)
 		return 1

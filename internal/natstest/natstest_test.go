@@ -2,6 +2,7 @@ package natstest_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -27,9 +28,20 @@ func publishAndRead(t *testing.T, url, stream string, replicas int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: stream, Subjects: []string{stream + ".>"}, Replicas: replicas})
-	if err != nil {
-		t.Fatal(err)
+	// A request that reaches the cluster while its meta leader changes can
+	// go unanswered: each attempt gets 5 s, and the whole 30 s.
+	var st jetstream.Stream
+	for {
+		actx, acancel := context.WithTimeout(ctx, 5*time.Second)
+		st, err = js.CreateStream(actx, jetstream.StreamConfig{Name: stream, Subjects: []string{stream + ".>"}, Replicas: replicas})
+		acancel()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("create stream %s: %v", stream, err)
+		}
+		t.Logf("create stream %s: %v; trying again", stream, err)
 	}
 	ack, err := js.Publish(ctx, stream+".x", []byte("hello"))
 	if err != nil {

@@ -168,16 +168,7 @@ func (s *supervisor) runAcross() (res *Result, err error) {
 		modes = acrossModes
 	}
 	res = &Result{Procs: opts.Procs, Iters: opts.Iters, Expected: uint64(opts.Procs) * uint64(opts.Iters), Across: opts.Across}
-	for _, m := range modes {
-		mr, err := a.runMode(m)
-		if err != nil {
-			return nil, fmt.Errorf("mode %s: %w", m, err)
-		}
-		mr.Lost = int64(res.Expected) - int64(mr.Final)
-		mr.NsPerOp = round(mr.NsPerOp, 1)
-		res.Modes = append(res.Modes, mr)
-	}
-	return res, nil
+	return res.runModes(modes, a.runMode)
 }
 
 func (a *acrossRun) reset() (uint64, error) {

@@ -224,8 +224,14 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		return s.runKill()
 	}
 	res = &Result{Procs: opts.Procs, Iters: opts.Iters, Expected: uint64(opts.Procs) * uint64(opts.Iters)}
+	return res.runModes(modes, s.runMode)
+}
+
+// runModes runs each mode with run and records its result, the updates it
+// lost against res.Expected, in res.
+func (res *Result) runModes(modes []string, run func(string) (ModeResult, error)) (*Result, error) {
 	for _, m := range modes {
-		mr, err := s.runMode(m)
+		mr, err := run(m)
 		if err != nil {
 			return nil, fmt.Errorf("mode %s: %w", m, err)
 		}
